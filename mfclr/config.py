@@ -1,0 +1,412 @@
+"""The one typed configuration of mfclr: every default lives here.
+
+A `Config` is frozen and validated when it is built: unknown keys, wrong types and impossible
+values (temperature <= 0, an inverted range, a mask wider than its axis) raise `ConfigError`
+with a one-line message naming the key and the fix. This module imports neither torch nor Ray.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mfclr.errors import ConfigError
+
+Format = Literal["audio", "spectrogram"]
+FORMATS: tuple[str, ...] = ("audio", "spectrogram")
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+class _Section(BaseModel):
+    # strict: "0.5" is not a float and 1.0 is not an int; YAML already gives real types.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+def _check_range(lo: float, hi: float, name: str) -> None:
+    if lo > hi:
+        raise ValueError(f"{name}: min ({lo}) is above max ({hi}); swap them")
+
+
+# ----------------------------------------------------------------------------- data
+
+
+class EmbeddedData(_Section):
+    """The synthetic genre dataset the project generates itself (no download)."""
+
+    n_classes: int = Field(8, ge=2, le=10)
+    clips_per_class: int = Field(40, ge=3)
+    seconds: float = Field(10.0, gt=0, le=120)
+    seed: int = 0
+
+
+class DatasetSpec(_Section):
+    """Where one dataset comes from.
+
+    kind: `embedded` (generated), `gtzan` (a local GTZAN folder, fault-filtered split),
+    `folder` (<root>/<class>/*.wav|flac|mp3|ogg, labelled), `unlabelled` (any audio below root;
+    pretraining only).
+    """
+
+    kind: Literal["embedded", "gtzan", "folder", "unlabelled"] = "embedded"
+    root: str | None = None
+    embedded: EmbeddedData = EmbeddedData()
+    # Labelled folders without split files get a seeded stratified split with these fractions.
+    valid_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    test_fraction: float = Field(0.3, ge=0.0, lt=1.0)
+    split_seed: int = 0
+
+    @model_validator(mode="after")
+    def _root_needed(self) -> DatasetSpec:
+        if self.kind != "embedded" and not self.root:
+            raise ValueError(f"dataset kind '{self.kind}' needs a root folder; set its root")
+        if self.valid_fraction + self.test_fraction >= 1.0:
+            raise ValueError("valid_fraction + test_fraction must leave room for a train split")
+        return self
+
+
+class DataConfig(_Section):
+    sample_rate: int = Field(22050, ge=8000, le=48000)
+    clip_seconds: float = Field(5.0, gt=0, le=60)
+    # The probe dataset (labelled). Pretraining uses its train split unless `pretrain` is set.
+    probe: DatasetSpec = DatasetSpec()
+    pretrain: DatasetSpec | None = None
+    cache_dir: str = "data_cache"
+    # strict: a missing/corrupt/mismatched file stops the run instead of being skipped with a warning.
+    strict: bool = False
+    short_clips: Literal["pad", "reject"] = "pad"
+    loader_workers: int = Field(0, ge=0, le=64)
+
+    @property
+    def crop_samples(self) -> int:
+        return round(self.sample_rate * self.clip_seconds)
+
+
+# ----------------------------------------------------------------------------- augmentation
+
+
+class NoiseAug(_Section):
+    """White Gaussian noise at a random SNR (dB)."""
+
+    p: float = Field(0.8, ge=0.0, le=1.0)
+    min_snr_db: float = 10.0
+    max_snr_db: float = 40.0
+
+    @model_validator(mode="after")
+    def _range(self) -> NoiseAug:
+        _check_range(self.min_snr_db, self.max_snr_db, "snr_db")
+        return self
+
+
+class GainAug(_Section):
+    p: float = Field(0.5, ge=0.0, le=1.0)
+    min_db: float = -6.0
+    max_db: float = 0.0
+
+    @model_validator(mode="after")
+    def _range(self) -> GainAug:
+        _check_range(self.min_db, self.max_db, "gain")
+        return self
+
+
+class FilterAug(_Section):
+    """One random biquad per example: low-pass, high-pass or band-pass."""
+
+    p: float = Field(0.8, ge=0.0, le=1.0)
+    min_lowpass_hz: float = Field(2200.0, gt=0)
+    max_lowpass_hz: float = Field(4000.0, gt=0)
+    min_highpass_hz: float = Field(200.0, gt=0)
+    max_highpass_hz: float = Field(1200.0, gt=0)
+    min_bandpass_hz: float = Field(200.0, gt=0)
+    max_bandpass_hz: float = Field(4000.0, gt=0)
+    min_bandwidth_fraction: float = Field(0.5, gt=0)
+    max_bandwidth_fraction: float = Field(1.99, gt=0)
+
+    @model_validator(mode="after")
+    def _range(self) -> FilterAug:
+        _check_range(self.min_lowpass_hz, self.max_lowpass_hz, "lowpass_hz")
+        _check_range(self.min_highpass_hz, self.max_highpass_hz, "highpass_hz")
+        _check_range(self.min_bandpass_hz, self.max_bandpass_hz, "bandpass_hz")
+        _check_range(self.min_bandwidth_fraction, self.max_bandwidth_fraction, "bandwidth_fraction")
+        return self
+
+
+class PitchAug(_Section):
+    """Pitch shift by a whole number of semitones in [-semitones, +semitones], tempo unchanged."""
+
+    p: float = Field(0.6, ge=0.0, le=1.0)
+    semitones: int = Field(5, ge=0, le=12)
+
+
+class AudioAugConfig(_Section):
+    backend: Literal["torch", "audiomentations"] = "torch"
+    noise: NoiseAug = NoiseAug()
+    gain: GainAug = GainAug()
+    filter: FilterAug = FilterAug()
+    pitch: PitchAug = PitchAug()
+
+
+class MaskAug(_Section):
+    """A mask of random width in [0, size] at a random position, applied with probability p."""
+
+    p: float = Field(0.8, ge=0.0, le=1.0)
+    size: int = Field(24, ge=0)
+
+
+class SpectrogramAugConfig(_Section):
+    # Audio noise mixed into the waveform before the mel spectrogram.
+    noise: NoiseAug = NoiseAug(p=0.5, min_snr_db=10.0, max_snr_db=30.0)
+    freq_mask: MaskAug = MaskAug(size=24)
+    time_mask: MaskAug = MaskAug(size=40)
+
+
+class AugmentConfig(_Section):
+    audio: AudioAugConfig = AudioAugConfig()
+    spectrogram: SpectrogramAugConfig = SpectrogramAugConfig()
+
+
+class MelConfig(_Section):
+    n_fft: int = Field(2048, ge=16)
+    hop_length: int = Field(512, ge=1)
+    n_mels: int = Field(128, ge=8)
+    f_min: float = Field(0.0, ge=0.0)
+    f_max: float | None = None
+    top_db: float = Field(80.0, gt=0)
+
+
+# ----------------------------------------------------------------------------- models
+
+
+class SampleCNNConfig(_Section):
+    # Stem + 9 blocks; the last width is the representation size (512 in the paper).
+    channels: list[int] = [128, 128, 128, 256, 256, 256, 256, 256, 256, 512]
+
+    @model_validator(mode="after")
+    def _ten(self) -> SampleCNNConfig:
+        if len(self.channels) != 10 or min(self.channels) < 1:
+            raise ValueError("samplecnn.channels needs 10 positive widths (stem + 9 blocks)")
+        return self
+
+
+class ResNetConfig(_Section):
+    # torchvision's ResNet-18 is [2, 2, 2, 2]; fewer blocks make tests fast. Output is 512-d.
+    blocks: list[int] = [2, 2, 2, 2]
+
+    @model_validator(mode="after")
+    def _four(self) -> ResNetConfig:
+        if len(self.blocks) != 4 or min(self.blocks) < 1:
+            raise ValueError("resnet.blocks needs 4 positive block counts")
+        return self
+
+
+class ModelConfig(_Section):
+    samplecnn: SampleCNNConfig = SampleCNNConfig()
+    resnet: ResNetConfig = ResNetConfig()
+    projector_hidden: int = Field(512, ge=1)
+    projector_dim: int = Field(128, ge=1)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(48, ge=2)
+    lr: float = Field(3e-4, gt=0)
+    weight_decay: float = Field(1e-6, ge=0)
+    temperature: float = Field(0.5, gt=0)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16"] = "fp32"
+    compile: bool = False
+    # NT-Xent takes negatives from every data-parallel rank (Ray Train workers).
+    gather_negatives: bool = True
+    # Cap on optimizer steps per epoch (None: one pass over the train split).
+    max_steps_per_epoch: int | None = Field(None, ge=1)
+    # Validation metric (kNN accuracy on valid embeddings) every N epochs; 0 turns it off.
+    eval_every: int = Field(1, ge=0)
+    # Clips longer than this many crops per track are embedded from at most this many chunks.
+    max_eval_chunks: int = Field(8, ge=1)
+
+
+class ProbeConfig(_Section):
+    fusions: list[str] = ["concat"]
+    heads: list[Literal["linear", "mlp"]] = ["linear", "mlp"]
+    hidden_dim: int = Field(512, ge=1)
+    # Probe settings are chosen on the valid split only, over this grid.
+    lrs: list[float] = [1e-3, 1e-2]
+    weight_decays: list[float] = [0.0, 1e-3]
+    max_epochs: int = Field(300, ge=1)
+    patience: int = Field(30, ge=1)
+    batch_size: int = Field(64, ge=1)
+    seed: int = 0
+    random_init_control: bool = True
+
+
+class TrackingConfig(_Section):
+    # offline writes W&B run files locally (`wandb sync` uploads them); WANDB_MODE overrides.
+    wandb: Literal["offline", "online", "disabled"] = "offline"
+    project: str = "mfclr"
+    entity: str | None = None
+    group: str | None = None
+
+
+class Config(_Section):
+    data: DataConfig = DataConfig()
+    augment: AugmentConfig = AugmentConfig()
+    mel: MelConfig = MelConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    probe: ProbeConfig = ProbeConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Config:
+        sr = self.data.sample_rate
+        f_max = self.mel.f_max if self.mel.f_max is not None else sr / 2
+        if f_max > sr / 2 or f_max <= self.mel.f_min:
+            raise ValueError(f"mel.f_max ({f_max}) must lie in (f_min, sample_rate/2 = {sr / 2})")
+        frames = self.data.crop_samples // self.mel.hop_length + 1
+        fm, tm = self.augment.spectrogram.freq_mask, self.augment.spectrogram.time_mask
+        if fm.size > self.mel.n_mels:
+            raise ValueError(
+                f"augment.spectrogram.freq_mask.size ({fm.size}) is larger than the mel axis "
+                f"({self.mel.n_mels} bins); use at most {self.mel.n_mels}"
+            )
+        if tm.size > frames:
+            raise ValueError(
+                f"augment.spectrogram.time_mask.size ({tm.size}) is larger than the time axis "
+                f"({frames} frames for a {self.data.clip_seconds} s crop); use at most {frames}"
+            )
+        if self.mel.n_fft > self.data.crop_samples:
+            raise ValueError(f"mel.n_fft ({self.mel.n_fft}) is longer than a crop; lower it")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def with_overrides(self, overrides: dict[str, Any] | list[str]) -> Config:
+        """A copy with dotted-key overrides applied (`{"train.lr": 1e-3}` or `["train.lr=1e-3"]`)."""
+        data = self.to_dict()
+        items = parse_set_args(overrides) if isinstance(overrides, list) else overrides
+        for key, value in items.items():
+            _set_dotted(data, key, value)
+        return build_config(data)
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def _format_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    msg = first["msg"].removeprefix("Value error, ")
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        return f"unknown config key '{loc}': check the spelling (see `mfclr config show`)"
+    where = f"config key '{loc}'" if loc else "config"
+    got = first.get("input")
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        return f"{where}: {msg} (got {got!r} of type {type(got).__name__})"
+    return f"{where}: {msg}"
+
+
+def build_config(data: dict[str, Any] | None = None) -> Config:
+    """Validate a plain dict into a Config; raises ConfigError with a one-line message."""
+    try:
+        return Config.model_validate(data or {})
+    except ValidationError as err:
+        raise ConfigError(_format_error(err)) from None
+
+
+_OPTIONAL_SECTIONS: dict[str, type[_Section]] = {"data.pretrain": DatasetSpec}
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        path = ".".join(parts[: i + 1])
+        if child is None and path in _OPTIONAL_SECTIONS:  # unset optional section: start from defaults
+            child = node[part] = _OPTIONAL_SECTIONS[path]().model_dump(mode="json")
+        if not isinstance(child, dict):
+            raise ConfigError(
+                f"unknown config key '{'.'.join(parts[: i + 1])}' in '{key}': "
+                "check the spelling (see `mfclr config show`)"
+            )
+        node = child
+    if parts[-1] not in node:
+        raise ConfigError(f"unknown config key '{key}': check the spelling (see `mfclr config show`)")
+    node[parts[-1]] = value
+
+
+def parse_set_args(items: list[str]) -> dict[str, Any]:
+    """`["train.lr=1e-3", "probe.heads=[linear]"]` -> dotted dict; values parse as YAML."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set '{item}' is not key=value; write e.g. --set train.lr=0.001")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            raise ConfigError(f"--set '{item}': the value is not valid YAML") from None
+    return out
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value, f"{prefix}{key}.")
+        else:
+            out[key] = value
+    return out
+
+
+def read_yaml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{what} '{p}' does not exist; check the path")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{what} '{p}' is not valid YAML{at}; fix its syntax") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} '{p}' must hold a mapping of keys, not {type(data).__name__}")
+    return data
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_config(
+    path: str | Path | None = None,
+    preset: str | None = None,
+    overrides: list[str] | dict[str, Any] | None = None,
+) -> Config:
+    """Defaults <- preset <- config file <- --set overrides, validated once at the end."""
+    data: dict[str, Any] = {}
+    if preset:
+        if preset not in preset_names():
+            raise ConfigError(f"unknown preset '{preset}'; choose one of {', '.join(preset_names())}")
+        data = _merge(data, read_yaml(PRESET_DIR / f"{preset}.yaml", "preset"))
+    if path:
+        data = _merge(data, read_yaml(path))
+    cfg = build_config(data)
+    if overrides:
+        cfg = cfg.with_overrides(overrides)
+    return cfg
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
