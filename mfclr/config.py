@@ -8,6 +8,7 @@ with a one-line message naming the key and the fix. This module imports neither 
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +20,22 @@ from mfclr.errors import ConfigError
 Format = Literal["audio", "spectrogram"]
 FORMATS: tuple[str, ...] = ("audio", "spectrogram")
 PRESET_DIR = Path(__file__).parent / "presets"
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads `1e-3` as a float (YAML 1.2 rules; 1.1 makes it a string)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def yaml_load(text: str) -> Any:
+    """Parse YAML text with mfclr's loader."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 class _Section(BaseModel):
@@ -226,8 +243,12 @@ class TrainConfig(_Section):
     gather_negatives: bool = True
     # Cap on optimizer steps per epoch (None: one pass over the train split).
     max_steps_per_epoch: int | None = Field(None, ge=1)
-    # Validation metric (kNN accuracy on valid embeddings) every N epochs; 0 turns it off.
+    # Validation metric every N epochs (0: off), on valid-split embeddings, never test:
+    # `knn` = cosine kNN accuracy against train embeddings; `probe` = accuracy of a quick probe
+    # with head `val_head` fitted on train embeddings. Tune's early stopping reads it.
     eval_every: int = Field(1, ge=0)
+    val_metric: Literal["knn", "probe"] = "knn"
+    val_head: Literal["linear", "mlp"] = "linear"
     # Clips longer than this many crops per track are embedded from at most this many chunks.
     max_eval_chunks: int = Field(8, ge=1)
 
@@ -352,7 +373,7 @@ def parse_set_args(items: list[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise ConfigError(f"--set '{item}' is not key=value; write e.g. --set train.lr=0.001")
         try:
-            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+            out[key.strip()] = yaml_load(raw) if raw.strip() else None
         except yaml.YAMLError:
             raise ConfigError(f"--set '{item}': the value is not valid YAML") from None
     return out
@@ -373,7 +394,7 @@ def read_yaml(path: str | Path, what: str = "config file") -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"{what} '{p}' does not exist; check the path")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml_load(p.read_text())
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""

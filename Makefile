@@ -1,0 +1,38 @@
+# One command runs the main job (`make demo`), one runs the tests (`make test`).
+# Each creates or reuses the virtualenv in .venv and is idempotent.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+OUT    ?= runs/demo
+
+# glibc hands SampleCNN's large activations back to the OS after every step and faults them in
+# again; keeping them mapped makes CPU steps 1.5-1.8x faster (shared/notes/perf.md).
+export MALLOC_MMAP_MAX_ := 0
+export MALLOC_TRIM_THRESHOLD_ := 68719476736
+
+.PHONY: install demo test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/mfclr run --preset demo --out $(OUT)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check mfclr tests benchmarks
+	$(VENV)/bin/ruff format --check mfclr tests benchmarks
+
+bench: $(STAMP)
+	$(PY) benchmarks/throughput.py
+
+clean:
+	rm -rf runs data_cache .pytest_cache

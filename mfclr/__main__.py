@@ -1,0 +1,5 @@
+import sys
+
+from mfclr.cli import main
+
+sys.exit(main())

@@ -1,0 +1,121 @@
+"""Checkpoints are plain dicts, written atomically and loaded strictly.
+
+Two kinds:
+- `mfclr.pretrain`: everything to resume a pretraining run (encoder, projector, optimizer, epoch,
+  resolved config, label names, sample rate, metric history).
+- `mfclr.encoder`: the frozen encoder alone, exported for probing and embedding, with what is
+  needed to use it without the config that made it (architecture spec, format, sample rate,
+  crop length, mel settings, label names).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mfclr.errors import CheckpointError
+
+PRETRAIN_KIND = "mfclr.pretrain"
+ENCODER_KIND = "mfclr.encoder"
+VERSION = 1
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """torch.save to a temp file in the same folder, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load(path: str | Path, kind: str, fmt: str | None = None) -> dict[str, Any]:
+    """Load a checkpoint dict and check it is of `kind` (and of format `fmt` when given)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{path}' does not exist; check the path")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a bad file
+        raise CheckpointError(
+            f"checkpoint '{path}' cannot be read ({type(err).__name__}); "
+            "it is not a torch file or is truncated"
+        ) from None
+    if not isinstance(obj, dict) or "kind" not in obj:
+        raise CheckpointError(f"checkpoint '{path}' is not an mfclr checkpoint (no 'kind' key)")
+    if obj["kind"] == PRETRAIN_KIND and kind == ENCODER_KIND:
+        return pretrain_to_encoder(obj)  # a pretraining checkpoint also serves as an encoder
+    if obj["kind"] != kind:
+        raise CheckpointError(
+            f"checkpoint '{path}' is a '{obj['kind']}' checkpoint, expected '{kind}'; "
+            "pass the right file"
+        )
+    if fmt is not None and obj.get("format") != fmt:
+        raise CheckpointError(
+            f"checkpoint '{path}' holds a '{obj.get('format')}' encoder, expected '{fmt}'; "
+            f"pass a {fmt} checkpoint"
+        )
+    return obj
+
+
+def pretrain_to_encoder(state: dict[str, Any]) -> dict[str, Any]:
+    """The exported-encoder dict for a pretraining checkpoint."""
+    cfg = state["config"]
+    return {
+        "kind": ENCODER_KIND,
+        "version": VERSION,
+        "format": state["format"],
+        "encoder_spec": state["encoder_spec"],
+        "encoder": state["encoder"],
+        "label_names": state["label_names"],
+        "sample_rate": state["sample_rate"],
+        "crop_samples": state["crop_samples"],
+        "mel": cfg["mel"],
+        "epoch": state["epoch"],
+        "config": cfg,
+        "git_sha": state.get("git_sha"),
+    }
+
+
+def load_state_strict(module: torch.nn.Module, state: dict[str, Any], what: str) -> None:
+    """load_state_dict(strict=True) with a one-line error naming what did not fit."""
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(
+            f"{what} weights do not fit this architecture ({first[:160]}); "
+            "the checkpoint was made for another encoder configuration"
+        ) from None
+
+
+@lru_cache(maxsize=1)
+def git_sha() -> str | None:
+    """The commit of the source tree, or None outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    sha = out.stdout.strip()
+    return sha if out.returncode == 0 and sha else None

@@ -1,0 +1,212 @@
+"""`mfclr ...`: parse, validate, dispatch. Errors the user can fix print one line and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from mfclr.config import FORMATS, Config, load_config, preset_names
+from mfclr.errors import ConfigError, MfclrError
+
+log = logging.getLogger("mfclr")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line, naming the fix."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", help=f"a built-in preset: {', '.join(preset_names())}")
+    p.add_argument("--config", type=Path, help="a YAML config file (overrides the preset)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key, e.g. --set train.epochs=5 (repeatable)")
+    p.add_argument("--strict", action="store_true",
+                   help="stop on a missing or corrupt audio file instead of skipping it")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _formats(text: str) -> list[str]:
+    items = [f.strip() for f in text.split(",") if f.strip()]
+    bad = [f for f in items if f not in FORMATS]
+    if bad or not items:
+        raise argparse.ArgumentTypeError(
+            f"unknown format {bad[0] if bad else text!r}; choose from {', '.join(FORMATS)}")
+    return items
+
+
+def _encoder_arg(text: str) -> tuple[str | None, Path]:
+    fmt, sep, path = text.partition("=")
+    if sep and fmt in FORMATS:
+        return fmt, Path(path)
+    if sep:
+        raise argparse.ArgumentTypeError(f"unknown format '{fmt}' in '{text}'; use audio=PATH")
+    return None, Path(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mfclr", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    cfg = sub.add_parser("config", help="show the resolved config").add_subparsers(
+        dest="action", required=True, parser_class=_Parser)
+    _common(cfg.add_parser("show", help="print the resolved config as YAML"))
+
+    data = sub.add_parser("data", help="prepare or inspect datasets").add_subparsers(
+        dest="action", required=True, parser_class=_Parser)
+    _common(data.add_parser("prepare", help="decode and cache the datasets once"))
+    _common(data.add_parser("info", help="tracks per split and class, cache location"))
+
+    p = sub.add_parser("pretrain", help="contrastive pretraining of one format")
+    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("--out", required=True, type=Path, help="the run folder")
+    p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    _common(p)
+
+    p = sub.add_parser("embed", help="export track embeddings (with labels) of a frozen encoder")
+    p.add_argument("--encoder", required=True, type=_encoder_arg, help="encoder.pt or last.pt")
+    p.add_argument("--out", required=True, type=Path, help="the .npz file to write")
+    _common(p)
+
+    p = sub.add_parser("probe", help="probe frozen encoders: fusion x head variants")
+    p.add_argument("--encoder", required=True, action="append", type=_encoder_arg,
+                   metavar="FORMAT=PATH", help="one per format, e.g. audio=runs/x/encoder.pt")
+    p.add_argument("--fusion", action="append", help="fusion strategy (repeatable)")
+    p.add_argument("--head", action="append", choices=["linear", "mlp"], help="probe head")
+    p.add_argument("--out", required=True, type=Path)
+    _common(p)
+
+    p = sub.add_parser("run", help="pretrain every format, then the probe table")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--formats", type=_formats, default=list(FORMATS),
+                   help="comma-separated, default audio,spectrogram")
+    p.add_argument("--fresh", action="store_true", help="retrain even if checkpoints exist")
+    _common(p)
+    return parser
+
+
+def _config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Config:
+    overrides = list(args.overrides)
+    if args.strict:
+        overrides.append("data.strict=true")
+    cfg = load_config(args.config, args.preset, overrides or None)
+    return cfg.with_overrides(extra) if extra else cfg
+
+
+def _print_table(result: dict[str, Any]) -> None:
+    from mfclr.report import results_table
+
+    print(f"\nTest split of {result['dataset']}: {result['test_tracks']} tracks, "
+          f"{len(result['label_names'])} classes\n")
+    print(results_table(result["rows"]))
+
+
+def _cmd_run(args: argparse.Namespace) -> None:
+    from mfclr.pipeline import run_all
+
+    cfg = _config(args)
+    result = run_all(cfg, args.out, args.formats, fresh=args.fresh, progress=not args.quiet)
+    _print_table(result)
+    print(f"\ncheckpoints: {args.out / 'pretrain'}/<format>/ (encoder.pt, checkpoints/last.pt)")
+    print(f"embeddings:  {result['embeddings']}")
+    print(f"results:     {result['results_json']}  {result['results_md']}")
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> None:
+    from mfclr.runner import pretrain_local
+
+    path = pretrain_local(_config(args), args.format, args.out, resume=not args.fresh,
+                          progress=not args.quiet)
+    print(f"encoder: {path}")
+
+
+def _cmd_probe(args: argparse.Namespace) -> None:
+    from mfclr.evaluate import evaluate, load_frozen
+    from mfclr.report import write_results
+
+    extra: dict[str, Any] = {}
+    if args.fusion:
+        extra["probe.fusions"] = args.fusion
+    if args.head:
+        extra["probe.heads"] = args.head
+    cfg = _config(args, extra)
+    encoders = {}
+    for fmt, path in args.encoder:
+        frozen = load_frozen(path, fmt)
+        if frozen.fmt in encoders:
+            raise ConfigError(f"two encoders for format '{frozen.fmt}'; pass one per format")
+        encoders[frozen.fmt] = frozen
+    rows = evaluate(cfg, encoders, args.out)
+    from mfclr.data import load_dataset
+
+    data = load_dataset(cfg.data, "probe")
+    extra_out = {"dataset": data.name, "test_tracks": len(data.splits["test"]),
+                 "label_names": data.label_names,
+                 "checkpoints": {f: e.source for f, e in encoders.items()}}
+    json_path, md_path = write_results(args.out, rows, extra_out)
+    _print_table({**extra_out, "rows": rows})
+    print(f"\nresults: {json_path}  {md_path}")
+
+
+def _cmd_embed(args: argparse.Namespace) -> None:
+    from mfclr.data import load_dataset
+    from mfclr.evaluate import SPLITS, embed_splits, load_frozen
+    from mfclr.probe.embed import save_embeddings
+
+    cfg = _config(args)
+    fmt, path = args.encoder
+    frozen = load_frozen(path, fmt)
+    data = load_dataset(cfg.data, "probe")
+    feats = embed_splits(frozen, data, cfg, __import__("torch").device("cpu"))
+    save_embeddings(args.out, feats, {s: data.splits[s].labels for s in SPLITS}, data.label_names,
+                    {s: data.splits[s].track_ids for s in SPLITS},
+                    {"format": frozen.fmt, "encoder": str(path)})
+    print(f"embeddings: {args.out} ({', '.join(f'{s} {v.shape}' for s, v in feats.items())})")
+
+
+def _cmd_data(args: argparse.Namespace) -> None:
+    from mfclr.pipeline import prepare
+
+    summary = prepare(_config(args))
+    for role, info in summary.items():
+        print(f"{role}: {info['name']}  cache {info['cache']}")
+        print(f"  tracks: {info['tracks']}  classes ({len(info['classes'])}): "
+              f"{', '.join(info['classes'])}")
+        if args.action == "info":
+            for key, value in info["stats"].items():
+                print(f"  {key}: {value}")
+
+
+def _cmd_config(args: argparse.Namespace) -> None:
+    import yaml
+
+    print(yaml.safe_dump(_config(args).to_dict(), sort_keys=False), end="")
+
+
+COMMANDS = {"run": _cmd_run, "pretrain": _cmd_pretrain, "probe": _cmd_probe,
+            "embed": _cmd_embed, "data": _cmd_data, "config": _cmd_config}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(levelname).1s %(message)s", datefmt="%H:%M:%S")
+    try:
+        COMMANDS[args.command](args)
+    except MfclrError as err:
+        print(f"mfclr: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mfclr: interrupted; checkpoints written so far are intact; "
+              "run the same command again to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

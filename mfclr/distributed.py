@@ -1,0 +1,68 @@
+"""Helpers for data-parallel training over torch.distributed (set up by Ray Train or torchrun).
+
+Every helper is safe when torch.distributed is unavailable or not initialised: it then behaves as
+a single process of rank 0 in a world of 1. No Ray import here.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def is_dist() -> bool:
+    """True when torch.distributed is available and its default process group is initialised."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    """This process's global rank (0 when not distributed)."""
+    return dist.get_rank() if is_dist() else 0
+
+
+def world_size() -> int:
+    """Number of processes in the default group (1 when not distributed)."""
+    return dist.get_world_size() if is_dist() else 1
+
+
+def is_rank_zero() -> bool:
+    return rank() == 0
+
+
+def all_gather_with_grad(x: Tensor) -> Tensor:
+    """Concatenate `x` (N, ...) from every rank along dim 0 -> (N * world, ...), rank order.
+
+    Differentiable: the backward sums, over ranks, the gradients w.r.t. this rank's slice and
+    sends them back to it (torch.distributed.nn's all_gather). Every rank must pass the same shape.
+    Identity when not distributed or world size is 1.
+    """
+    if world_size() == 1:
+        return x
+    # Imported here: torch.distributed.nn pulls in RPC pieces that not every build ships.
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x), dim=0)
+
+
+def rank_zero_only(fn: Callable[P, R]) -> Callable[P, R | None]:
+    """Decorator: run `fn` on rank 0 only; other ranks skip it and get None."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | None:
+        return fn(*args, **kwargs) if is_rank_zero() else None
+
+    return wrapper
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op when not distributed)."""
+    if is_dist():
+        dist.barrier()

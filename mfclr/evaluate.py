@@ -1,0 +1,130 @@
+"""Frozen encoders in, a table of probe variants out.
+
+Each format's encoder embeds every track of the probe dataset (the mean over all of its chunks);
+the variants are single formats, every configured fusion, and a random-init control (the same
+architectures, untrained), each under every probe head. Probe settings are chosen on valid; the
+metrics are on test.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mfclr import checkpoint as ckpt
+from mfclr.augment import build_frontend
+from mfclr.config import Config, build_config
+from mfclr.data import load_dataset
+from mfclr.data.cache import PreparedDataset
+from mfclr.data.clips import iter_track_chunks
+from mfclr.encoders import build_encoder, encoder_from_spec
+from mfclr.errors import CheckpointError
+from mfclr.probe.embed import embed_tracks, save_embeddings
+from mfclr.probe.fusion import get_fusion
+from mfclr.probe.metrics import classification_metrics
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class FrozenEncoder:
+    """An encoder ready to embed: weights, its input frontend, and what it expects."""
+
+    fmt: str
+    encoder: nn.Module
+    frontend: nn.Module
+    sample_rate: int
+    crop_samples: int
+    source: str
+
+
+def load_frozen(path: str | Path, fmt: str | None = None) -> FrozenEncoder:
+    """An exported encoder (or a pretraining checkpoint) as a FrozenEncoder."""
+    state = ckpt.load(path, ckpt.ENCODER_KIND, fmt)
+    encoder = encoder_from_spec(state["encoder_spec"])
+    ckpt.load_state_strict(encoder, state["encoder"], f"encoder in '{path}'")
+    enc_cfg = build_config(state["config"])
+    return FrozenEncoder(state["format"], encoder.eval(), build_frontend(state["format"], enc_cfg),
+                         state["sample_rate"], state["crop_samples"], str(path))
+
+
+def random_frozen(cfg: Config, fmt: str) -> FrozenEncoder:
+    """The random-init control: the same architecture and seed as pretraining, never trained."""
+    torch.manual_seed(cfg.train.seed)
+    encoder = build_encoder(fmt, cfg.model).eval()
+    return FrozenEncoder(fmt, encoder, build_frontend(fmt, cfg), cfg.data.sample_rate,
+                         cfg.data.crop_samples, "random-init")
+
+
+def embed_splits(frozen: FrozenEncoder, data: PreparedDataset, cfg: Config,
+                 device: torch.device) -> dict[str, np.ndarray]:
+    """Track-level embeddings (split -> (n_tracks, D)) of every split of the probe dataset."""
+    if frozen.sample_rate != data.sample_rate:
+        raise CheckpointError(
+            f"encoder '{frozen.source}' was trained at {frozen.sample_rate} Hz but the probe data "
+            f"is at {data.sample_rate} Hz; set data.sample_rate={frozen.sample_rate}"
+        )
+    encoder, frontend = frozen.encoder.to(device), frozen.frontend.to(device)
+    out = {}
+    for split in SPLITS:
+        sp = data.splits[split]
+        chunks = iter_track_chunks(sp, frozen.crop_samples, cfg.train.max_eval_chunks)
+        out[split] = embed_tracks(encoder, frontend, chunks, len(sp), device=device,
+                                  batch_size=cfg.train.batch_size, progress=True)
+    return out
+
+
+def _variants(cfg: Config, formats: list[str]) -> list[tuple[str, str, list[str]]]:
+    """(row name, fusion, formats) for single formats, each fusion, and the random control."""
+    rows = [(f, "none", [f]) for f in formats]
+    if len(formats) > 1:
+        for fusion in cfg.probe.fusions:
+            rows.append(("fused" if fusion == "concat" else f"fused-{fusion}", fusion, formats))
+    return rows
+
+
+def evaluate(cfg: Config, encoders: dict[str, FrozenEncoder], out_dir: str | Path,
+             device: torch.device | None = None) -> list[dict[str, Any]]:
+    """Embed, fit every probe variant on train (settings chosen on valid), score on test."""
+    out_dir = Path(out_dir)
+    device = device or torch.device("cpu")
+    data = load_dataset(cfg.data, "probe")
+    labels = {s: data.splits[s].labels for s in SPLITS}
+    formats = sorted(encoders)
+    sets: dict[str, dict[str, FrozenEncoder]] = {"trained": encoders}
+    if cfg.probe.random_init_control:
+        sets["random-init"] = {f: random_frozen(cfg, f) for f in formats}
+    feats: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    for kind, encs in sets.items():
+        feats[kind] = {}
+        for fmt in formats:
+            log.info("embedding %s tracks with the %s %s encoder", data.name, kind, fmt)
+            feats[kind][fmt] = embed_splits(encs[fmt], data, cfg, device)
+            prefix = "" if kind == "trained" else "random-"
+            save_embeddings(out_dir / "embeddings" / f"{prefix}{fmt}.npz", feats[kind][fmt],
+                            labels, data.label_names,
+                            {s: data.splits[s].track_ids for s in SPLITS},
+                            {"format": fmt, "encoder": encs[fmt].source})
+    rows = []
+    variants = [("trained", *v) for v in _variants(cfg, formats)]
+    if cfg.probe.random_init_control:
+        fusion = "concat" if len(formats) > 1 else "none"
+        variants.append(("random-init", "random-init", fusion, formats))
+    for head in cfg.probe.heads:
+        for kind, name, fusion, fmts in variants:
+            sub = {f: feats[kind][f] for f in fmts}
+            result = get_fusion("concat" if fusion == "none" else fusion)(
+                sub, labels, head, cfg.probe, len(data.label_names))
+            metrics = classification_metrics(labels["test"], result.probs, data.label_names)
+            rows.append({"name": name, "fusion": fusion, "head": head, "formats": fmts,
+                         "encoders": kind, **metrics, "probe_info": result.info})
+            log.info("%-14s %-7s accuracy %.3f  macro mAP %.3f", name, head,
+                     metrics["accuracy"], metrics["macro_map"])
+    return rows

@@ -1,0 +1,71 @@
+"""`mfclr run`: both pretrainings, then the probe table, in one output folder.
+
+    OUT/config.yaml, OUT/run.json
+    OUT/pretrain/<format>/...      one run folder per format (see runner.py)
+    OUT/embeddings/*.npz           track embeddings with labels (trained and random-init)
+    OUT/results.json, results.md   the variants table (test split)
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from mfclr import checkpoint as ckpt
+from mfclr.config import Config, save_config
+from mfclr.runner import pretrain_local, write_json
+
+log = logging.getLogger(__name__)
+
+
+def prepare(cfg: Config) -> dict[str, Any]:
+    """Decode and cache the probe (and, if separate, the pretraining) dataset; return a summary."""
+    from mfclr.data import load_dataset
+
+    summary = {}
+    for role in ("probe", "pretrain"):
+        if role == "pretrain" and cfg.data.pretrain is None:
+            continue
+        data = load_dataset(cfg.data, role)
+        summary[role] = {
+            "name": data.name,
+            "cache": str(data.cache_path),
+            "classes": data.label_names,
+            "tracks": {s: len(sp) for s, sp in data.splits.items()},
+            "stats": data.stats,
+        }
+    return summary
+
+
+def run_all(cfg: Config, out: str | Path, formats: list[str], *, fresh: bool = False,
+            progress: bool = True) -> dict[str, Any]:
+    """Pretrain each format (resuming unless fresh), evaluate every variant, write results."""
+    from mfclr.evaluate import evaluate, load_frozen
+    from mfclr.report import write_results
+    from mfclr.train import resolve_device
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    write_json(out / "run.json", {"formats": formats, "git_sha": ckpt.git_sha()})
+    data = prepare(cfg)
+    log.info("data: %s", {r: d["tracks"] for r, d in data.items()})
+    paths = {}
+    for fmt in formats:
+        log.info("== pretraining %s (%d epochs)", fmt, cfg.train.epochs)
+        paths[fmt] = pretrain_local(cfg, fmt, out / "pretrain" / fmt, resume=not fresh,
+                                    progress=progress)
+    log.info("== probing frozen embeddings")
+    encoders = {fmt: load_frozen(p, fmt) for fmt, p in paths.items()}
+    rows = evaluate(cfg, encoders, out, device=resolve_device(cfg.train.device))
+    extra = {
+        "dataset": data["probe"]["name"],
+        "test_tracks": data["probe"]["tracks"]["test"],
+        "label_names": data["probe"]["classes"],
+        "checkpoints": {f: str(p) for f, p in paths.items()},
+        "embeddings": str(out / "embeddings"),
+        "git_sha": ckpt.git_sha(),
+    }
+    json_path, md_path = write_results(out, rows, extra)
+    return {"rows": rows, "results_json": json_path, "results_md": md_path, **extra}

@@ -1,0 +1,238 @@
+"""Probe fitting: a linear or MLP head on frozen embeddings, tuned on the valid split only.
+
+Probes are learning-rate sensitive, so each (lr, weight_decay) grid point is trained with Adam
+and early stopping on valid, and the grid point with the best valid accuracy (ties: lower valid
+loss, then grid order) wins. The test split never enters this module.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mfclr.config import ProbeConfig
+from mfclr.errors import ConfigError, DataError
+
+
+def _make_head(kind: str, in_dim: int, n_classes: int, hidden_dim: int) -> nn.Module:
+    """`mfclr.heads.ProbeHead` when it exists; until then an identical private stand-in."""
+    try:
+        from mfclr.heads import ProbeHead
+    except ModuleNotFoundError as err:
+        if err.name != "mfclr.heads":
+            raise
+    else:
+        return ProbeHead(kind, in_dim, n_classes, hidden_dim=hidden_dim)
+    if kind == "linear":
+        return nn.Linear(in_dim, n_classes)
+    if kind == "mlp":
+        return nn.Sequential(
+            nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, n_classes)
+        )
+    raise ConfigError(f"unknown probe head '{kind}'; choose linear or mlp (probe.heads)")
+
+
+# ----------------------------------------------------------------------------- standardisation
+
+
+@dataclass(frozen=True)
+class Standardizer:
+    """Per-feature (x - mean) / std with train statistics; `mean`, `std` are (D,) float64."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> Standardizer:
+        x64 = np.asarray(x, dtype=np.float64)
+        mean = x64.mean(axis=0)
+        std = x64.std(axis=0)
+        # A (near-)constant column would otherwise blow rounding noise up to unit variance.
+        std = np.where(std > 1e-7 * np.abs(mean) + 1e-12, std, 1.0)
+        return cls(mean=mean, std=std)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """(n, D) -> (n, D) float32."""
+        return ((np.asarray(x, dtype=np.float64) - self.mean) / self.std).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- fitted probe
+
+
+@dataclass
+class FittedProbe:
+    """A trained head plus the train-split standardisation it expects.
+
+    `info`: lr, weight_decay, best_epoch, valid_accuracy, valid_loss, head, dim, grid (one entry
+    per grid point with its own valid scores).
+    """
+
+    model: nn.Module
+    standardizer: Standardizer
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @torch.no_grad()
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, C) float64 (rows sum to 1) for raw features x (n, D)."""
+        _check_features(x, "features", self.standardizer.mean.shape[0])
+        dev = next(self.model.parameters()).device
+        self.model.eval()
+        xt = torch.from_numpy(self.standardizer(x)).to(dev)
+        logits = self.model(xt).double()
+        return torch.softmax(logits, dim=1).cpu().numpy()
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _check_features(x: np.ndarray, what: str, dim: int | None = None) -> None:
+    if not isinstance(x, np.ndarray) or x.ndim != 2:
+        shape = getattr(x, "shape", None)
+        raise DataError(f"{what} must be a 2-d array (n, D), got shape {shape}")
+    if dim is not None and x.shape[1] != dim:
+        raise DataError(f"{what} have {x.shape[1]} dims but the probe was fitted on {dim}")
+    if not np.isfinite(x).all():
+        raise DataError(f"{what} contain NaN or inf; re-extract the embeddings")
+
+
+def _check_split(x: np.ndarray, y: np.ndarray, name: str, n_classes: int) -> None:
+    _check_features(x, f"{name} features")
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != len(x):
+        raise DataError(f"{name} labels have shape {y.shape}, expected ({len(x)},)")
+    if len(y) == 0:
+        raise DataError(
+            f"the {name} split is empty; the probe needs train and valid tracks "
+            "(raise data.probe.valid_fraction or add tracks)"
+        )
+    if y.min() < 0 or y.max() >= n_classes:
+        raise DataError(f"{name} labels must lie in [0, {n_classes}), got {y.min()}..{y.max()}")
+
+
+def _check_grid(cfg: ProbeConfig) -> None:
+    # ProbeConfig types the grid but does not forbid an empty list or a zero learning rate.
+    if not cfg.lrs or min(cfg.lrs) <= 0:
+        raise ConfigError(f"probe.lrs must be a non-empty list of positive numbers, got {cfg.lrs}")
+    if not cfg.weight_decays or min(cfg.weight_decays) < 0:
+        raise ConfigError(
+            f"probe.weight_decays must be a non-empty list of numbers >= 0, got {cfg.weight_decays}"
+        )
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@dataclass
+class _Run:
+    """The best-on-valid state of one grid point."""
+
+    state: dict[str, torch.Tensor]
+    epoch: int
+    accuracy: float
+    loss: float
+
+
+def _train_one(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    vx: torch.Tensor,
+    vy: torch.Tensor,
+    model: nn.Module,
+    lr: float,
+    weight_decay: float,
+    cfg: ProbeConfig,
+) -> _Run:
+    """Adam with mini-batches of cfg.batch_size; early stopping on (valid acc, -valid loss)."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    n, bs = len(x), min(cfg.batch_size, len(x))
+    best: _Run | None = None
+    since_best = 0
+    for epoch in range(1, cfg.max_epochs + 1):
+        model.train()
+        order = torch.randperm(n, generator=gen).to(x.device)
+        for start in range(0, n, bs):
+            idx = order[start : start + bs]
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            logits = model(vx)
+            v_loss = F.cross_entropy(logits, vy).item()
+            v_acc = (logits.argmax(1) == vy).double().mean().item()
+        if best is None or (v_acc, -v_loss) > (best.accuracy, -best.loss):
+            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best, since_best = _Run(state, epoch, v_acc, v_loss), 0
+        else:
+            since_best += 1
+            if since_best >= cfg.patience:
+                break
+    assert best is not None  # max_epochs >= 1
+    return best
+
+
+def fit_probe(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    valid_x: np.ndarray,
+    valid_y: np.ndarray,
+    *,
+    head: str,
+    n_classes: int,
+    cfg: ProbeConfig,
+    device: str | torch.device = "cpu",
+) -> FittedProbe:
+    """Fit a probe head on train (n_train, D), choosing lr x weight_decay on valid (n_valid, D).
+
+    Labels are int class indices in [0, n_classes). Deterministic for a given cfg.seed; the
+    global torch RNG state is left untouched.
+    """
+    _check_split(train_x, train_y, "train", n_classes)
+    _check_split(valid_x, valid_y, "valid", n_classes)
+    if valid_x.shape[1] != train_x.shape[1]:
+        raise DataError(f"valid features have {valid_x.shape[1]} dims, train {train_x.shape[1]}")
+    std = Standardizer.fit(train_x)
+    dev = torch.device(device)
+    x = torch.from_numpy(std(train_x)).to(dev)
+    vx = torch.from_numpy(std(valid_x)).to(dev)
+    y = torch.from_numpy(np.asarray(train_y, dtype=np.int64)).to(dev)
+    vy = torch.from_numpy(np.asarray(valid_y, dtype=np.int64)).to(dev)
+
+    _check_grid(cfg)
+    grid: list[dict[str, Any]] = []
+    best: tuple[tuple[float, float], _Run, float, float, nn.Module] | None = None
+    for lr, wd in itertools.product(cfg.lrs, cfg.weight_decays):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)  # same init for every grid point: only lr/wd differ
+            model = _make_head(head, x.shape[1], n_classes, cfg.hidden_dim).to(dev)
+        run = _train_one(x, y, vx, vy, model, lr, wd, cfg)
+        grid.append(
+            {"lr": lr, "weight_decay": wd, "best_epoch": run.epoch}
+            | {"valid_accuracy": run.accuracy, "valid_loss": run.loss}
+        )
+        key = (run.accuracy, -run.loss)
+        if best is None or key > best[0]:
+            best = (key, run, lr, wd, model)
+    assert best is not None  # _check_grid
+    _, run, lr, wd, final = best
+    final.load_state_dict(run.state)
+    final.eval()
+    info = {
+        "head": head,
+        "dim": int(train_x.shape[1]),
+        "lr": lr,
+        "weight_decay": wd,
+        "best_epoch": run.epoch,
+        "valid_accuracy": run.accuracy,
+        "valid_loss": run.loss,
+        "grid": grid,
+    }
+    return FittedProbe(model=final, standardizer=std, info=info)

@@ -1,0 +1,238 @@
+"""Fusion strategies: how embeddings of several input formats become one test prediction.
+
+A strategy is a plain function registered by name in `FUSIONS`:
+
+    fn(features, labels, head, cfg, n_classes, *, device="cpu") -> FusionResult
+
+`features` maps format -> split -> (n, D) embeddings (rows aligned across formats: row i is the
+same track everywhere), `labels` maps split -> (n,) int labels. Every choice a strategy makes
+(probe settings, fusion weights) is made on "train"/"valid"; "test" is only predicted.
+
+- `concat`   feature level: formats concatenated in sorted format order, one probe.
+- `average`  decision level: one probe per format, mean of their class probabilities.
+- `weighted` decision level: one probe per format, weighted mean with weights tuned on valid.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from mfclr.config import ProbeConfig
+from mfclr.errors import ConfigError, DataError
+from mfclr.probe.fit import FittedProbe, fit_probe
+
+Features = dict[str, dict[str, np.ndarray]]
+Labels = dict[str, np.ndarray]
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+# Step of the simplex grid the `weighted` fusion searches (0.1: 11 points for 2 formats).
+WEIGHT_STEP = 0.1
+
+
+@dataclass
+class FusionResult:
+    """`probs`: test-split class probabilities (n_test, C), rows sum to 1. `info`: JSON-able
+    description (fusion, formats, dim, valid_accuracy, probe settings, weights, ...)."""
+
+    probs: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class FusionFn(Protocol):
+    def __call__(
+        self,
+        features: Features,
+        labels: Labels,
+        head: str,
+        cfg: ProbeConfig,
+        n_classes: int,
+        *,
+        device: str = "cpu",
+    ) -> FusionResult: ...
+
+
+FUSIONS: dict[str, FusionFn] = {}
+
+
+def register_fusion(name: str) -> Callable[[FusionFn], FusionFn]:
+    """Decorator: add a strategy to FUSIONS under `name` (a second use of a name is a bug)."""
+
+    def deco(fn: FusionFn) -> FusionFn:
+        if name in FUSIONS:
+            raise ValueError(f"fusion '{name}' is already registered")
+        FUSIONS[name] = fn
+        return fn
+
+    return deco
+
+
+def get_fusion(name: str) -> FusionFn:
+    if name not in FUSIONS:
+        raise ConfigError(f"unknown fusion '{name}'; choose one of {', '.join(sorted(FUSIONS))}")
+    return FUSIONS[name]
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def check_features(features: Features, labels: Labels) -> list[str]:
+    """Validate shapes; return the formats in the fixed (sorted) order every fusion uses."""
+    if not features:
+        raise DataError("no embeddings to probe: features is empty")
+    for split in SPLITS:
+        if split not in labels:
+            raise DataError(f"labels lack the '{split}' split; the probe needs {', '.join(SPLITS)}")
+    for fmt, by_split in features.items():
+        for split in SPLITS:
+            x = by_split.get(split)
+            if x is None:
+                raise DataError(f"embeddings of '{fmt}' lack the '{split}' split")
+            if x.ndim != 2 or len(x) != len(labels[split]):
+                raise DataError(
+                    f"embeddings of '{fmt}'/'{split}' have shape {x.shape}, "
+                    f"expected ({len(labels[split])}, D) to match its labels"
+                )
+    return sorted(features)
+
+
+def _probe(
+    x: dict[str, np.ndarray], labels: Labels, head: str, cfg: ProbeConfig, n: int, device: str
+) -> FittedProbe:
+    return fit_probe(
+        x["train"], labels["train"], x["valid"], labels["valid"],
+        head=head, n_classes=n, cfg=cfg, device=device,
+    )  # fmt: skip
+
+
+def _accuracy(probs: np.ndarray, y: np.ndarray) -> float:
+    return float((probs.argmax(axis=1) == y).mean())
+
+
+def _nll(probs: np.ndarray, y: np.ndarray) -> float:
+    return float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None)).mean())
+
+
+# ----------------------------------------------------------------------------- strategies
+
+
+@register_fusion("concat")
+def concat(
+    features: Features,
+    labels: Labels,
+    head: str,
+    cfg: ProbeConfig,
+    n_classes: int,
+    *,
+    device: str = "cpu",
+) -> FusionResult:
+    """Feature level: concatenate formats (sorted order) -> (n, sum of D); one probe."""
+    formats = check_features(features, labels)
+    x = {s: np.concatenate([features[f][s] for f in formats], axis=1) for s in SPLITS}
+    probe = _probe(x, labels, head, cfg, n_classes, device)
+    info = {
+        "fusion": "concat",
+        "formats": formats,
+        "dim": int(x["train"].shape[1]),
+        "valid_accuracy": probe.info["valid_accuracy"],
+        "probe": probe.info,
+    }
+    return FusionResult(probs=probe.predict_proba(x["test"]), info=info)
+
+
+def single(
+    features: Features,
+    labels: Labels,
+    fmt: str,
+    head: str,
+    cfg: ProbeConfig,
+    n_classes: int,
+    *,
+    device: str = "cpu",
+) -> FusionResult:
+    """The probe on one format's embeddings alone (the single-format rows of a results table)."""
+    if fmt not in features:
+        raise DataError(f"no embeddings for format '{fmt}'; have {', '.join(sorted(features))}")
+    result = concat({fmt: features[fmt]}, labels, head, cfg, n_classes, device=device)
+    result.info["fusion"] = "single"
+    return result
+
+
+def _per_format(
+    features: Features, labels: Labels, head: str, cfg: ProbeConfig, n: int, device: str
+) -> tuple[list[str], list[FittedProbe]]:
+    formats = check_features(features, labels)
+    return formats, [_probe(features[f], labels, head, cfg, n, device) for f in formats]
+
+
+def _decision_info(
+    name: str, formats: list[str], features: Features, probes: list[FittedProbe]
+) -> dict[str, Any]:
+    return {
+        "fusion": name,
+        "formats": formats,
+        "dim": int(sum(features[f]["train"].shape[1] for f in formats)),
+        "probes": {f: p.info for f, p in zip(formats, probes, strict=True)},
+    }
+
+
+@register_fusion("average")
+def average(
+    features: Features,
+    labels: Labels,
+    head: str,
+    cfg: ProbeConfig,
+    n_classes: int,
+    *,
+    device: str = "cpu",
+) -> FusionResult:
+    """Decision level: one probe per format, unweighted mean of their class probabilities."""
+    formats, probes = _per_format(features, labels, head, cfg, n_classes, device)
+    valid = np.mean([p.predict_proba(features[f]["valid"]) for f, p in zip(formats, probes)], 0)
+    test = np.mean([p.predict_proba(features[f]["test"]) for f, p in zip(formats, probes)], 0)
+    info = _decision_info("average", formats, features, probes)
+    info["valid_accuracy"] = _accuracy(valid, labels["valid"])
+    return FusionResult(probs=test, info=info)
+
+
+def simplex_grid(k: int, step: float = WEIGHT_STEP) -> np.ndarray:
+    """All weight vectors (m, k) with entries in multiples of `step` summing to 1."""
+    units = round(1 / step)
+    rows = [c for c in itertools.product(range(units + 1), repeat=k) if sum(c) == units]
+    return np.asarray(rows, dtype=np.float64) / units
+
+
+@register_fusion("weighted")
+def weighted(
+    features: Features,
+    labels: Labels,
+    head: str,
+    cfg: ProbeConfig,
+    n_classes: int,
+    *,
+    device: str = "cpu",
+) -> FusionResult:
+    """Decision level: one probe per format, weighted mean of their class probabilities.
+
+    The weights (a 0.1-step simplex grid) maximise valid accuracy, ties -> lower valid NLL, then
+    the weights closest to uniform. Valid also chose each probe's early-stopping epoch, so the
+    reported valid accuracy is optimistic; test is untouched.
+    """
+    formats, probes = _per_format(features, labels, head, cfg, n_classes, device)
+    valid = np.stack([p.predict_proba(features[f]["valid"]) for f, p in zip(formats, probes)])
+    test = np.stack([p.predict_proba(features[f]["test"]) for f, p in zip(formats, probes)])
+    y = labels["valid"]
+    uniform = np.full(len(formats), 1 / len(formats))
+
+    def key(w: np.ndarray) -> tuple[float, float, float]:
+        mix = np.tensordot(w, valid, axes=1)
+        return (-_accuracy(mix, y), _nll(mix, y), float(np.abs(w - uniform).sum()))
+
+    best = min(simplex_grid(len(formats)), key=key)
+    info = _decision_info("weighted", formats, features, probes)
+    info["weights"] = {f: float(w) for f, w in zip(formats, best, strict=True)}
+    info["valid_accuracy"] = -key(best)[0]
+    return FusionResult(probs=np.tensordot(best, test, axes=1), info=info)

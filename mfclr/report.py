@@ -1,0 +1,184 @@
+"""Tables from finished probe runs: a markdown results table, confusion matrices, results files.
+
+A *row* is one probed variant, a plain dict: name, fusion, head, formats, dim, accuracy,
+macro_map (fractions in [0, 1] or None), per_class_ap ({class: AP or None}), confusion_matrix
+(rows = true, cols = predicted), probe_info, plus anything else JSON-able.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mfclr.errors import DataError
+
+BEST_MARK = "★"
+
+
+def make_row(
+    name: str, *, fusion: str, head: str, info: Mapping[str, Any], metrics: Mapping[str, Any]
+) -> dict[str, Any]:
+    """One row from a fusion's info dict and `classification_metrics` output."""
+    return {
+        "name": name,
+        "fusion": fusion,
+        "head": head,
+        "formats": list(info.get("formats", [])),
+        "dim": info.get("dim"),
+        "valid_accuracy": info.get("valid_accuracy"),
+        **dict(metrics),
+        "probe_info": dict(info),
+    }
+
+
+def _pct(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{100 * float(value):.1f}"
+
+
+def _cell(value: Any) -> str:
+    return "—" if value is None else str(value).replace("|", "\\|")
+
+
+def _best_indices(rows: Sequence[Mapping[str, Any]], key: str) -> set[int]:
+    """Every row tying for the highest `key` (None never wins)."""
+    scores = [r.get(key) for r in rows]
+    valid = [s for s in scores if s is not None and not math.isnan(float(s))]
+    if not valid:
+        return set()
+    top = max(valid)
+    return {i for i, s in enumerate(scores) if s is not None and s == top}
+
+
+def results_table(rows: Sequence[Mapping[str, Any]], *, best_key: str = "accuracy") -> str:
+    """Markdown table (name, fusion, head, dim, accuracy %, macro mAP %); the best row by
+    `best_key` is bold with a ★ after its name."""
+    lines = [
+        "| name | fusion | head | dim | accuracy (%) | macro mAP (%) |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    best = _best_indices(rows, best_key)
+    for i, r in enumerate(rows):
+        cells = [
+            _cell(r.get("name")) + (f" {BEST_MARK}" if i in best else ""),
+            _cell(r.get("fusion")),
+            _cell(r.get("head")),
+            _cell(r.get("dim")),
+            _pct(r.get("accuracy")),
+            _pct(r.get("macro_map")),
+        ]
+        if i in best:
+            cells = [f"**{c}**" for c in cells]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_confusion(matrix: Sequence[Sequence[int]], label_names: Sequence[str]) -> str:
+    """Markdown confusion matrix: rows = true class, columns = predicted class, with row totals."""
+    names = [_cell(n) for n in label_names]
+    if len(matrix) != len(names) or any(len(row) != len(names) for row in matrix):
+        raise DataError(f"confusion matrix is not {len(names)} x {len(names)} (one per label name)")
+    lines = [
+        "| true \\ predicted | " + " | ".join(names) + " | total |",
+        "|---|" + "---:|" * (len(names) + 1),
+    ]
+    for name, row in zip(names, matrix, strict=True):
+        counts = [int(v) for v in row]
+        lines.append(f"| {name} | " + " | ".join(map(str, counts)) + f" | {sum(counts)} |")
+    return "\n".join(lines)
+
+
+def format_per_class_ap(per_class_ap: Mapping[str, float | None]) -> str:
+    """Markdown table class -> AP (%); '—' for a class absent from the test split."""
+    lines = ["| class | AP (%) |", "|---|---:|"]
+    lines += [f"| {_cell(name)} | {_pct(ap)} |" for name, ap in per_class_ap.items()]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def _jsonable(obj: Any) -> Any:
+    """numpy scalars/arrays -> Python; NaN/inf -> None (strict JSON has no NaN)."""
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | np.ndarray):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def results_markdown(
+    rows: Sequence[Mapping[str, Any]], extra: Mapping[str, Any], best_key: str = "accuracy"
+) -> str:
+    """results.md: run facts, the table, then the best row's confusion matrix and per-class AP."""
+    parts = ["# Probe results", ""]
+    facts = {k: v for k, v in extra.items() if isinstance(v, str | int | float | bool)}
+    parts += [f"- {k}: {v}" for k, v in facts.items()] + ([""] if facts else [])
+    parts += [results_table(rows, best_key=best_key), ""]
+    best = sorted(_best_indices(rows, best_key))
+    if best:
+        row = rows[best[0]]
+        parts += [f"{BEST_MARK} best by test {best_key}: **{_cell(row.get('name'))}**", ""]
+        per_class = row.get("per_class_ap") or {}
+        names = extra.get("label_names") or list(per_class)
+        if row.get("confusion_matrix") is not None and names:
+            parts += [f"## Confusion matrix: {_cell(row.get('name'))} (test)", ""]
+            parts += [format_confusion(row["confusion_matrix"], names), ""]
+        if per_class:
+            parts += [f"## Per-class AP: {_cell(row.get('name'))} (test)", ""]
+            parts += [format_per_class_ap(per_class), ""]
+    return "\n".join(parts)
+
+
+def write_results(
+    out_dir: str | Path, rows: Sequence[Mapping[str, Any]], extra: Mapping[str, Any]
+) -> tuple[Path, Path]:
+    """Write `results.json` ({"rows": [...], **extra}) and `results.md`, each atomically."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if "rows" in extra:
+        raise DataError("write_results: 'rows' is reserved in extra; rename that key")
+    payload = _jsonable({"rows": list(rows), **extra})
+    json_path, md_path = out / "results.json", out / "results.md"
+    _atomic_write(json_path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
+    _atomic_write(md_path, results_markdown(payload["rows"], payload))
+    return json_path, md_path
+
+
+def read_results(path: str | Path) -> dict[str, Any]:
+    """Load a results.json written by `write_results`."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"results file '{p}' does not exist; run `mfclr probe` first")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        raise DataError(f"results file '{p}' is not valid JSON; re-run `mfclr probe`") from None
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
+        raise DataError(f"results file '{p}' has no 'rows' list; re-run `mfclr probe`")
+    return data

@@ -1,0 +1,83 @@
+"""A pretraining run on this machine: a run folder, a checkpoint per epoch, resume, export.
+
+Run folder layout:
+    config.yaml        the resolved config (written at start)
+    run.json           format, git SHA, status
+    metrics.jsonl      one line of metrics per epoch
+    checkpoints/last.pt  the pretraining checkpoint (atomic; a Ctrl-C never corrupts it)
+    encoder.pt         the exported frozen encoder, once training has finished
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from mfclr import checkpoint as ckpt
+from mfclr.config import Config, save_config
+
+log = logging.getLogger(__name__)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomic JSON write (temp file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(obj, fh, indent=2)
+    os.replace(tmp, path)
+
+
+class LocalReporter:
+    """The `report` callable of a local run: log, append metrics, write the checkpoint."""
+
+    def __init__(self, run_dir: Path, fmt: str, epochs: int) -> None:
+        self.run_dir, self.fmt, self.epochs = run_dir, fmt, epochs
+        self.last = run_dir / "checkpoints" / "last.pt"
+
+    def __call__(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        if state is not None:
+            ckpt.atomic_save(state, self.last)
+        with open(self.run_dir / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps(metrics) + "\n")
+        extra = (f"  val kNN acc {metrics['val_knn_accuracy']:.3f}"
+                 if "val_knn_accuracy" in metrics else "")
+        log.info("%s epoch %d/%d  loss %.4f  %.1f samples/s%s", self.fmt, metrics["epoch"],
+                 self.epochs, metrics["loss"], metrics["samples_per_s"], extra)
+
+
+def pretrain_local(cfg: Config, fmt: str, run_dir: str | Path, *, resume: bool = True,
+                   progress: bool = True) -> Path:
+    """Pretrain `fmt` in `run_dir` (resuming from its last checkpoint) and export the encoder.
+
+    Returns the exported encoder's path. A finished run is not trained again.
+    """
+    from mfclr.train import pretrain  # torch-heavy import kept out of CLI start-up
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    reporter = LocalReporter(run_dir, fmt, cfg.train.epochs)
+    state = None
+    if resume and reporter.last.exists():
+        state = ckpt.load(reporter.last, ckpt.PRETRAIN_KIND, fmt)
+        log.info("%s: resuming from %s after epoch %d", fmt, reporter.last, state["epoch"])
+    elif reporter.last.exists():
+        reporter.last.unlink()
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    write_json(run_dir / "run.json", {"format": fmt, "git_sha": ckpt.git_sha(),
+                                      "status": "running"})
+    if state is None or state["epoch"] < cfg.train.epochs:
+        pretrain(cfg, fmt, reporter, initial_state=state, progress=progress)
+        state = ckpt.load(reporter.last, ckpt.PRETRAIN_KIND, fmt)
+    else:
+        log.info("%s: already trained for %d epochs; skipping", fmt, state["epoch"])
+    encoder_path = ckpt.atomic_save(ckpt.pretrain_to_encoder(state), run_dir / "encoder.pt")
+    write_json(run_dir / "run.json", {"format": fmt, "git_sha": ckpt.git_sha(),
+                                      "status": "finished", "epochs": state["epoch"],
+                                      "final_loss": state["history"][-1]["loss"]})
+    return encoder_path

@@ -1,0 +1,258 @@
+"""Contrastive pretraining of one format: one plain loop, used unchanged by a local run, a Ray
+Train worker and the tests.
+
+The loop knows nothing of Ray, Tune or W&B. It is handed a `report(metrics, state)` callable,
+called once per epoch on every rank (state is the checkpoint dict on rank zero, None elsewhere),
+and an optional `initial_state` to resume from. When torch.distributed is initialised (Ray Train
+does it) the model is wrapped in DDP and the sampler shards the tracks.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
+from tqdm import tqdm
+
+from mfclr import checkpoint as ckpt
+from mfclr import distributed as dist
+from mfclr.augment import build_augment, build_frontend
+from mfclr.config import Config
+from mfclr.data import load_dataset
+from mfclr.data.clips import PairDataset, iter_track_chunks, make_loader
+from mfclr.encoders import build_encoder, encoder_spec
+from mfclr.heads import Projector
+from mfclr.loss import nt_xent
+from mfclr.probe.embed import embed_tracks
+
+log = logging.getLogger(__name__)
+
+Report = Callable[[dict[str, Any], "dict[str, Any] | None"], None]
+
+# Test-only fault hook: a worker of rank MFCLR_FAIL_RANK (default 0) exits hard at the start of
+# epoch MFCLR_FAIL_AT_EPOCH once, unless the marker file MFCLR_FAIL_MARKER already exists.
+_FAIL_AT = "MFCLR_FAIL_AT_EPOCH"
+
+
+class ContrastiveModel(nn.Module):
+    """Encoder + projector; one forward over both views so BatchNorm sees one batch (DDP-safe)."""
+
+    def __init__(self, encoder: nn.Module, projector: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.projector = projector
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (2B, ...) encoder input -> (2B, projector_dim)."""
+        return self.projector(self.encoder(x))
+
+
+@dataclass
+class Setup:
+    model: ContrastiveModel
+    optimizer: torch.optim.Optimizer
+    start_epoch: int
+    history: list[dict[str, Any]]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from mfclr.errors import ConfigError
+
+        raise ConfigError("train.device is 'cuda' but no GPU is visible; use auto or cpu")
+    return torch.device(name)
+
+
+def build_model(cfg: Config, fmt: str) -> ContrastiveModel:
+    encoder = build_encoder(fmt, cfg.model)
+    projector = Projector(encoder.num_features, cfg.model.projector_hidden, cfg.model.projector_dim)
+    return ContrastiveModel(encoder, projector)
+
+
+def _setup(cfg: Config, fmt: str, device: torch.device, initial_state: dict | None) -> Setup:
+    torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
+    model = build_model(cfg, fmt).to(device)
+    if fmt == "spectrogram" and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    # Adam with the configured lr and weight decay (CLMR's optimizer silently ignored both).
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    start, history = 0, []
+    if initial_state is not None:
+        if initial_state.get("format") != fmt:
+            from mfclr.errors import CheckpointError
+
+            raise CheckpointError(
+                f"resume checkpoint is for format '{initial_state.get('format')}', not '{fmt}'; "
+                "use another output folder"
+            )
+        ckpt.load_state_strict(model.encoder, initial_state["encoder"], "encoder")
+        ckpt.load_state_strict(model.projector, initial_state["projector"], "projector")
+        opt.load_state_dict(initial_state["optimizer"])
+        start, history = int(initial_state["epoch"]), list(initial_state.get("history", []))
+    return Setup(model, opt, start, history)
+
+
+def _checkpoint(cfg: Config, fmt: str, s: Setup, epoch: int, label_names: list[str]) -> dict:
+    return {
+        "kind": ckpt.PRETRAIN_KIND,
+        "version": ckpt.VERSION,
+        "format": fmt,
+        "epoch": epoch,
+        "encoder_spec": encoder_spec(fmt, cfg.model),
+        "encoder": s.model.encoder.state_dict(),
+        "projector": s.model.projector.state_dict(),
+        "optimizer": s.optimizer.state_dict(),
+        "config": cfg.to_dict(),
+        "label_names": label_names,
+        "sample_rate": cfg.data.sample_rate,
+        "crop_samples": cfg.data.crop_samples,
+        "history": s.history,
+        "git_sha": ckpt.git_sha(),
+    }
+
+
+def _maybe_fail(epoch: int) -> None:
+    at = os.environ.get(_FAIL_AT)
+    marker = os.environ.get("MFCLR_FAIL_MARKER")
+    if at is None or int(at) != epoch or dist.rank() != int(os.environ.get("MFCLR_FAIL_RANK", 0)):
+        return
+    if marker and os.path.exists(marker):
+        return
+    if marker:
+        open(marker, "w").close()
+    log.error("test fault hook: exiting worker at epoch %d", epoch)
+    os._exit(17)
+
+
+def knn_accuracy(bank: np.ndarray, bank_y: np.ndarray, query: np.ndarray, query_y: np.ndarray,
+                 k: int = 10) -> float:
+    """Cosine kNN (majority vote weighted by similarity) accuracy of `query` against `bank`."""
+    def unit(a: np.ndarray) -> np.ndarray:
+        return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-8)
+
+    sims = unit(query) @ unit(bank).T
+    k = min(k, len(bank))
+    idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    n_classes = int(max(bank_y.max(), query_y.max())) + 1
+    votes = np.zeros((len(query), n_classes))
+    for j in range(k):
+        np.add.at(votes, (np.arange(len(query)), bank_y[idx[:, j]]),
+                  np.take_along_axis(sims, idx[:, j : j + 1], 1)[:, 0] + 1.0)
+    return float((votes.argmax(1) == query_y).mean())
+
+
+def validation_metric(cfg: Config, fmt: str, encoder: nn.Module, device: torch.device) -> float:
+    """kNN accuracy of valid-split track embeddings against train-split ones (never test)."""
+    data = load_dataset(cfg.data, "probe")
+    frontend = build_frontend(fmt, cfg).to(device)
+    feats = {}
+    for split in ("train", "valid"):
+        sp = data.splits[split]
+        chunks = iter_track_chunks(sp, cfg.data.crop_samples, cfg.train.max_eval_chunks)
+        feats[split] = embed_tracks(encoder, frontend, chunks, len(sp), device=device,
+                                    batch_size=cfg.train.batch_size)
+    tr, va = data.splits["train"], data.splits["valid"]
+    return knn_accuracy(feats["train"], tr.labels, feats["valid"], va.labels)
+
+
+def pretrain(
+    cfg: Config,
+    fmt: str,
+    report: Report,
+    *,
+    initial_state: dict[str, Any] | None = None,
+    device: torch.device | None = None,
+    progress: bool = True,
+) -> ContrastiveModel:
+    """Train `fmt`'s encoder + projector with NT-Xent for cfg.train.epochs epochs.
+
+    Resumes after `initial_state['epoch']` completed epochs when given. Returns the model.
+    """
+    tc = cfg.train
+    device = device or resolve_device(tc.device)
+    data = load_dataset(cfg.data, "pretrain")
+    label_names = load_dataset(cfg.data, "probe").label_names
+    dataset = PairDataset(data.splits["train"], cfg.data.crop_samples, seed=tc.seed)
+    world, rank = dist.world_size(), dist.rank()
+    per_rank_batch = min(tc.batch_size, max(2, len(dataset) // world))
+    sampler = DistributedSampler(dataset, shuffle=True, seed=tc.seed) if world > 1 else None
+    loader = make_loader(dataset, per_rank_batch, shuffle=sampler is None, seed=tc.seed,
+                         workers=cfg.data.loader_workers, drop_last=True, sampler=sampler)
+    s = _setup(cfg, fmt, device, initial_state)
+    model: nn.Module = s.model
+    if world > 1:
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                        else None)
+    if tc.compile:
+        model = torch.compile(model)
+    augment = build_augment(fmt, cfg).to(device)
+    gen = torch.Generator(device=device)
+    steps = len(loader) if tc.max_steps_per_epoch is None else min(len(loader),
+                                                                   tc.max_steps_per_epoch)
+    if steps == 0:
+        from mfclr.errors import DataError
+
+        raise DataError(f"the pretraining split has {len(dataset)} tracks, fewer than one batch "
+                        f"per worker ({per_rank_batch}); add data or lower train.batch_size")
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
+    gather = tc.gather_negatives and world > 1
+    for epoch in range(s.start_epoch, tc.epochs):
+        _maybe_fail(epoch)
+        dataset.set_epoch(epoch)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        gen.manual_seed(tc.seed * 100_003 + epoch * 1_009 + rank)
+        model.train()
+        t0, total, n = time.perf_counter(), 0.0, 0
+        bar = tqdm(total=steps, desc=f"{fmt} epoch {epoch + 1}/{tc.epochs}", leave=False,
+                   disable=not (progress and dist.is_rank_zero()), unit="step")
+        for step, pair in enumerate(loader):
+            if step >= steps:
+                break
+            pair = pair.to(device, non_blocking=True)  # (B, 2, T) raw crops
+            b = pair.shape[0]
+            with torch.no_grad():
+                views = augment(pair.transpose(0, 1).reshape(2 * b, -1), generator=gen)
+            if fmt == "spectrogram" and device.type == "cuda":
+                views = views.contiguous(memory_format=torch.channels_last)
+            with amp:
+                z = model(views).float()
+            loss = nt_xent(z[:b], z[b:], temperature=tc.temperature, gather_distributed=gather)
+            s.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            s.optimizer.step()
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"NT-Xent loss is {loss.item()} at epoch {epoch + 1}; "
+                                         "lower train.lr or check the input audio")
+            total, n = total + loss.item(), n + 1
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.update()
+        bar.close()
+        seconds = time.perf_counter() - t0
+        metrics: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "epochs_done": epoch + 1,
+            "loss": total / max(n, 1),
+            "lr": s.optimizer.param_groups[0]["lr"],
+            "samples_per_s": n * per_rank_batch * world / max(seconds, 1e-9),
+            "epoch_seconds": seconds,
+        }
+        if tc.eval_every and ((epoch + 1) % tc.eval_every == 0 or epoch + 1 == tc.epochs):
+            if dist.is_rank_zero():
+                metrics["val_knn_accuracy"] = validation_metric(cfg, fmt, s.model.encoder, device)
+        s.history.append(metrics)
+        state = _checkpoint(cfg, fmt, s, epoch + 1, label_names) if dist.is_rank_zero() else None
+        report(metrics, state)
+    return s.model
