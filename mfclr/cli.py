@@ -40,6 +40,16 @@ def _formats(text: str) -> list[str]:
     return items
 
 
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
 def _encoder_arg(text: str) -> tuple[str | None, Path]:
     fmt, sep, path = text.partition("=")
     if sep and fmt in FORMATS:
@@ -66,7 +76,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--out", required=True, type=Path, help="the run folder")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument("--workers", type=_non_negative, default=0,
+                   help="Ray Train data-parallel workers (0: a plain local run, no Ray)")
+    p.add_argument("--use-gpu", action="store_true", help="one GPU per Ray Train worker")
+    p.add_argument("--storage", help="Ray Train storage root (s3://... or a shared folder); "
+                   "default: the parent of --out")
+    p.add_argument("--max-failures", type=_non_negative, default=1,
+                   help="worker-group restarts from the last checkpoint (Ray Train)")
     _common(p)
+
+    p = sub.add_parser("sweep", help="Ray Tune + Optuna sweep per format, then the fused probe")
+    p.add_argument("file", type=Path, help="a sweep file, e.g. sweeps/smoke.yaml")
+    p.add_argument("--out", type=Path, default=Path("runs/sweeps"),
+                   help="the sweep folder is OUT/<sweep name> (default runs/sweeps)")
+    p.add_argument("--storage", help="shared storage root for Tune state and checkpoints "
+                   "(s3://bucket/prefix or NFS); default: the sweep file's, else --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted sweep; finished trials are not run again")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a sweep key (budget.trials=1) or a config key (train.lr=0.001)")
+    p.add_argument("--check", action="store_true", help="validate the sweep file and exit")
+    p.add_argument("--quiet", action="store_true", help="less Tune output")
 
     p = sub.add_parser("embed", help="export track embeddings (with labels) of a frozen encoder")
     p.add_argument("--encoder", required=True, type=_encoder_arg, help="encoder.pt or last.pt")
@@ -118,11 +148,46 @@ def _cmd_run(args: argparse.Namespace) -> None:
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> None:
-    from mfclr.runner import pretrain_local
+    if args.workers == 0:
+        if args.use_gpu or args.storage:
+            raise ConfigError("--use-gpu and --storage need Ray Train workers; add --workers N")
+        from mfclr.runner import pretrain_local
 
-    path = pretrain_local(_config(args), args.format, args.out, resume=not args.fresh,
-                          progress=not args.quiet)
-    print(f"encoder: {path}")
+        path = pretrain_local(_config(args), args.format, args.out, resume=not args.fresh,
+                              progress=not args.quiet)
+        print(f"encoder: {path}")
+        return
+    if args.fresh and args.out.exists():
+        raise ConfigError(f"--fresh with --workers: remove '{args.out}' or choose another --out")
+    from mfclr.launch import export_encoder, launch
+
+    out = args.out.resolve()
+    result = launch(_config(args), args.format, workers=args.workers,
+                    use_gpu=True if args.use_gpu else None,
+                    storage_path=args.storage or str(out.parent), name=out.name,
+                    max_failures=args.max_failures)
+    print(f"run: {result.path}  ({result.metrics.get('epochs_done')} epochs)")
+    print(f"encoder: {export_encoder(result, args.format)}")
+
+
+def _cmd_sweep(args: argparse.Namespace) -> None:
+    from mfclr.sweep import load_sweep
+
+    spec, base = load_sweep(args.file, args.overrides)
+    if args.check:
+        print(f"sweep file '{args.file}' is valid: {spec.name}, formats {spec.formats}, "
+              f"{spec.budget.trials} trials x {spec.budget.epochs} epochs per format")
+        return
+    from mfclr.tune import SweepInterrupted, print_summary, run_sweep
+
+    try:
+        result = run_sweep(spec, base, args.out, storage=args.storage, resume=args.resume,
+                           verbose=0 if args.quiet else 1)
+    except (SweepInterrupted, KeyboardInterrupt) as err:
+        print(f"mfclr: {err or 'sweep interrupted'}; continue with: "
+              f"mfclr sweep {args.file} --resume", file=sys.stderr)
+        sys.exit(130)
+    print_summary(result)
 
 
 def _cmd_probe(args: argparse.Namespace) -> None:
@@ -188,8 +253,8 @@ def _cmd_config(args: argparse.Namespace) -> None:
     print(yaml.safe_dump(_config(args).to_dict(), sort_keys=False), end="")
 
 
-COMMANDS = {"run": _cmd_run, "pretrain": _cmd_pretrain, "probe": _cmd_probe,
-            "embed": _cmd_embed, "data": _cmd_data, "config": _cmd_config}
+COMMANDS = {"run": _cmd_run, "pretrain": _cmd_pretrain, "sweep": _cmd_sweep,
+            "probe": _cmd_probe, "embed": _cmd_embed, "data": _cmd_data, "config": _cmd_config}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """Small heads on top of an encoder's (B, num_features) representation.
 
 - `Projector`: SimCLR's MLP projection head g(h) used only by the contrastive loss.
-- `ProbeHead`: the classifier trained on frozen (fused) embeddings: linear or a one-hidden-layer MLP.
+- `ProbeHead`: the classifier on frozen (fused) embeddings: linear or a one-hidden-layer MLP.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ class Projector(nn.Module):
     keeps the SimCLR v1 / CLMR head.
     """
 
-    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, batch_norm: bool = False) -> None:
+    def __init__(
+        self, in_dim: int, hidden_dim: int, out_dim: int, batch_norm: bool = False
+    ) -> None:
         super().__init__()
         self.in_dim, self.hidden_dim, self.out_dim = in_dim, hidden_dim, out_dim
         hidden: list[nn.Module] = [nn.Linear(in_dim, hidden_dim)]
@@ -49,7 +51,9 @@ class ProbeHead(nn.Module):
     ) -> None:
         super().__init__()
         if kind not in PROBE_KINDS:
-            raise ConfigError(f"unknown probe head '{kind}'; choose one of {', '.join(PROBE_KINDS)}")
+            raise ConfigError(
+                f"unknown probe head '{kind}'; choose one of {', '.join(PROBE_KINDS)}"
+            )
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"probe head dropout must lie in [0, 1), got {dropout}")
         self.kind, self.in_dim, self.n_classes = kind, in_dim, n_classes

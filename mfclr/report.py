@@ -58,6 +58,13 @@ def _best_indices(rows: Sequence[Mapping[str, Any]], key: str) -> set[int]:
     return {i for i, s in enumerate(scores) if s is not None and s == top}
 
 
+def _dim(row: Mapping[str, Any]) -> Any:
+    """The row's input dim: its own `dim`, else the one its fusion reported in probe_info."""
+    if row.get("dim") is not None:
+        return row["dim"]
+    return (row.get("probe_info") or {}).get("dim")
+
+
 def results_table(rows: Sequence[Mapping[str, Any]], *, best_key: str = "accuracy") -> str:
     """Markdown table (name, fusion, head, dim, accuracy %, macro mAP %); the best row by
     `best_key` is bold with a ★ after its name."""
@@ -71,7 +78,7 @@ def results_table(rows: Sequence[Mapping[str, Any]], *, best_key: str = "accurac
             _cell(r.get("name")) + (f" {BEST_MARK}" if i in best else ""),
             _cell(r.get("fusion")),
             _cell(r.get("head")),
-            _cell(r.get("dim")),
+            _cell(_dim(r)),
             _pct(r.get("accuracy")),
             _pct(r.get("macro_map")),
         ]

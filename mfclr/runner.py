@@ -44,8 +44,8 @@ class LocalReporter:
             ckpt.atomic_save(state, self.last)
         with open(self.run_dir / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps(metrics) + "\n")
-        extra = (f"  val kNN acc {metrics['val_knn_accuracy']:.3f}"
-                 if "val_knn_accuracy" in metrics else "")
+        extra = (f"  val accuracy {metrics['val_accuracy']:.3f}"
+                 if "val_accuracy" in metrics else "")
         log.info("%s epoch %d/%d  loss %.4f  %.1f samples/s%s", self.fmt, metrics["epoch"],
                  self.epochs, metrics["loss"], metrics["samples_per_s"], extra)
 

@@ -34,8 +34,12 @@ from mfclr.encoders import build_encoder, encoder_spec
 from mfclr.heads import Projector
 from mfclr.loss import nt_xent
 from mfclr.probe.embed import embed_tracks
+from mfclr.probe.fit import fit_probe
 
 log = logging.getLogger(__name__)
+
+# The per-epoch validation metric's key (rank 0 only; Tune's early stopping and best-trial choice).
+VAL_METRIC = "val_accuracy"
 
 Report = Callable[[dict[str, Any], "dict[str, Any] | None"], None]
 
@@ -154,7 +158,8 @@ def knn_accuracy(bank: np.ndarray, bank_y: np.ndarray, query: np.ndarray, query_
 
 
 def validation_metric(cfg: Config, fmt: str, encoder: nn.Module, device: torch.device) -> float:
-    """kNN accuracy of valid-split track embeddings against train-split ones (never test)."""
+    """Accuracy on valid-split track embeddings (never test): cosine kNN against the train
+    embeddings, or a quick probe (head `train.val_head`) fitted on them (`train.val_metric`)."""
     data = load_dataset(cfg.data, "probe")
     frontend = build_frontend(fmt, cfg).to(device)
     feats = {}
@@ -163,8 +168,12 @@ def validation_metric(cfg: Config, fmt: str, encoder: nn.Module, device: torch.d
         chunks = iter_track_chunks(sp, cfg.data.crop_samples, cfg.train.max_eval_chunks)
         feats[split] = embed_tracks(encoder, frontend, chunks, len(sp), device=device,
                                     batch_size=cfg.train.batch_size)
-    tr, va = data.splits["train"], data.splits["valid"]
-    return knn_accuracy(feats["train"], tr.labels, feats["valid"], va.labels)
+    ty, vy = data.splits["train"].labels, data.splits["valid"].labels
+    if cfg.train.val_metric == "knn":
+        return knn_accuracy(feats["train"], ty, feats["valid"], vy)
+    probe = fit_probe(feats["train"], ty, feats["valid"], vy, head=cfg.train.val_head,
+                      n_classes=len(data.label_names), cfg=cfg.probe)
+    return float(probe.info["valid_accuracy"])
 
 
 def pretrain(
@@ -251,7 +260,7 @@ def pretrain(
         }
         if tc.eval_every and ((epoch + 1) % tc.eval_every == 0 or epoch + 1 == tc.epochs):
             if dist.is_rank_zero():
-                metrics["val_knn_accuracy"] = validation_metric(cfg, fmt, s.model.encoder, device)
+                metrics[VAL_METRIC] = validation_metric(cfg, fmt, s.model.encoder, device)
         s.history.append(metrics)
         state = _checkpoint(cfg, fmt, s, epoch + 1, label_names) if dist.is_rank_zero() else None
         report(metrics, state)

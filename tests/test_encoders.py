@@ -71,7 +71,7 @@ def test_samplecnn_clmr_geometry_is_one_frame() -> None:
 
 
 def test_samplecnn_sees_the_end_of_a_5s_clip() -> None:
-    # CLMR's floor pooling ignored samples after 88,571 of 110,250; here the tail changes the output.
+    # CLMR's floor pooling ignored samples after 88,571 of 110,250; here the tail matters.
     torch.manual_seed(0)
     model = SampleCNN(SMALL).eval()
     x = torch.randn(1, 110_250)

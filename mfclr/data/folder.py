@@ -13,6 +13,7 @@ from mfclr.config import DatasetSpec
 from mfclr.data.audio_io import AUDIO_EXTENSIONS
 from mfclr.data.listing import (
     SPLITS,
+    SkippedFile,
     Track,
     TrackList,
     read_split_file,
@@ -54,9 +55,9 @@ def class_folders(root: Path) -> list[Path]:
 
 def _split_from_files(
     root: Path, classes: dict[str, int], strict: bool
-) -> tuple[dict[str, list[Track]], list[tuple[str, str]]]:
+) -> tuple[dict[str, list[Track]], list[SkippedFile]]:
     splits: dict[str, list[Track]] = {}
-    skipped: list[tuple[str, str]] = []
+    skipped: list[SkippedFile] = []
     seen: dict[str, str] = {}
     for name in SPLITS:
         split_file = root / f"{name}.txt"
@@ -67,13 +68,13 @@ def _split_from_files(
             cls = Path(rel).parts[0] if Path(rel).parts else ""
             problem = None
             if not path.is_file():
-                problem = f"listed in {split_file} but does not exist"
+                problem = "missing", f"{path}: listed in {split_file} but does not exist"
             elif cls not in classes or len(Path(rel).parts) < 2:
-                problem = f"listed in {split_file} but not inside a class folder of {root}"
+                problem = "no class", f"{path}: listed in {split_file}, not in a class folder"
             if problem:
                 if strict:
-                    raise DataError(f"{path} is {problem}; fix the split file or the folder")
-                skipped.append((str(path), problem))
+                    raise DataError(f"{problem[1]}; fix the split file or run without --strict")
+                skipped.append(SkippedFile(str(path), *problem))
                 continue
             if rel in seen:
                 raise DataError(
@@ -98,9 +99,7 @@ def list_labelled(root: Path | str, spec: DatasetSpec, strict: bool = False) -> 
                 f"class folder {folder} holds no audio files ({_EXT_LIST}); "
                 "add some or remove the folder"
             )
-        tracks.extend(
-            Track(p, classes[folder.name], p.relative_to(root).as_posix()) for p in files
-        )
+        tracks.extend(Track(p, classes[folder.name], p.relative_to(root).as_posix()) for p in files)
     if any((root / f"{name}.txt").is_file() for name in SPLITS):
         splits, skipped = _split_from_files(root, classes, strict)
         warn_skipped(skipped, "split-file")

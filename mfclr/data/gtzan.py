@@ -1,4 +1,4 @@
-"""A local GTZAN copy with the fault-filtered split (train 443 / valid 197 / test 290). Never downloads.
+"""A local GTZAN copy in the fault-filtered split (train 443, valid 197, test 290); never downloads.
 
 The split lists come from torchaudio (`torchaudio.datasets.gtzan`; importing them needs no
 torchcodec). Accepted roots: a folder holding `genres/`, `genres_original/` or
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mfclr.data.listing import Track, TrackList, warn_skipped
+from mfclr.data.listing import SkippedFile, Track, TrackList, warn_skipped
 from mfclr.errors import DataError
 
 GTZAN_RATE = 22050
@@ -20,7 +20,12 @@ _SUBFOLDERS = ("genres", "genres_original", "Data/genres_original")
 
 def gtzan_lists() -> tuple[list[str], dict[str, list[str]]]:
     """(genre names, {split: track ids like "blues.00029"}) from torchaudio's filtered split."""
-    from torchaudio.datasets.gtzan import filtered_test, filtered_train, filtered_valid, gtzan_genres
+    from torchaudio.datasets.gtzan import (
+        filtered_test,
+        filtered_train,
+        filtered_valid,
+        gtzan_genres,
+    )
 
     return list(gtzan_genres), {
         "train": list(filtered_train),
@@ -64,7 +69,7 @@ def list_gtzan(root: Path | str, strict: bool = False) -> TrackList:
     genres_dir = find_genres_dir(root, genres)
     label = {g: i for i, g in enumerate(genres)}
     splits: dict[str, list[Track]] = {}
-    skipped: list[tuple[str, str]] = []
+    skipped: list[SkippedFile] = []
     for name, ids in lists.items():
         splits[name] = []
         for track_id in ids:
@@ -76,7 +81,8 @@ def list_gtzan(root: Path | str, strict: bool = False) -> TrackList:
                         f"GTZAN file {where} (or .au) is missing; restore it or run without "
                         "--strict to skip it"
                     )
-                skipped.append((str(where), f"missing from the {name} split"))
+                msg = f"{where}: GTZAN file (.wav or .au) of the {name} split is missing"
+                skipped.append(SkippedFile(str(where), "missing", msg))
                 continue
             splits[name].append(Track(path, label[track_id.split(".")[0]], track_id))
     warn_skipped(skipped, "missing GTZAN")

@@ -20,6 +20,7 @@ SPLITS: tuple[str, ...] = ("train", "valid", "test")
 # Individual warnings per listing before switching to a count, so a half-copied dataset does
 # not bury the log; every name is still kept in TrackList.skipped.
 MAX_NAMED_WARNINGS = 10
+_warned: set[tuple[str, str]] = set()
 
 
 @dataclass(frozen=True)
@@ -31,35 +32,50 @@ class Track:
     track_id: str
 
 
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file left out: its path, a short reason key for counting ("missing", "corrupt", ...)
+    and the one-line message shown to the user."""
+
+    path: str
+    reason: str
+    message: str
+
+
 @dataclass
 class TrackList:
     """A dataset before decoding.
 
     splits: split name -> tracks (train/valid/test; only train for unlabelled data).
-    skipped: (file name, reason) for files dropped while listing (e.g. missing).
+    skipped: files dropped while listing (e.g. missing), by name.
     require_rate / require_mono: strict format checks the decoder applies (GTZAN in strict mode).
     """
 
     root: Path
     label_names: list[str]
     splits: dict[str, list[Track]]
-    skipped: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
     require_rate: int | None = None
     require_mono: bool = False
     dataset_name: str = "this dataset"
 
 
-def warn_skipped(skipped: Sequence[tuple[str, str]], what: str) -> None:
-    """Log skipped files by name (the first few one per line, then a count)."""
-    for name, reason in skipped[:MAX_NAMED_WARNINGS]:
-        log.warning("skipping %s: %s", name, reason)
-    if len(skipped) > MAX_NAMED_WARNINGS:
+def warn_skipped(skipped: Sequence[SkippedFile], what: str) -> None:
+    """Log skipped files by name (the first few one per line, then the rest on one line).
+
+    Each file is reported once per process: the training loop reopens its dataset every epoch.
+    """
+    fresh = [s for s in skipped if (s.path, s.reason) not in _warned]
+    _warned.update((s.path, s.reason) for s in fresh)
+    for item in fresh[:MAX_NAMED_WARNINGS]:
+        log.warning("skipping %s", item.message)
+    rest = fresh[MAX_NAMED_WARNINGS:]
+    if rest:
+        names = ", ".join(Path(item.path).name for item in rest[:MAX_NAMED_WARNINGS])
         log.warning(
-            "skipping %d more %s files (%s)",
-            len(skipped) - MAX_NAMED_WARNINGS,
-            what,
-            ", ".join(name for name, _ in skipped[MAX_NAMED_WARNINGS:]),
-        )
+            "skipping %d more %s files: %s%s (every name is in the dataset's stats.skipped_files)",
+            len(rest), what, names, ", ..." if len(rest) > MAX_NAMED_WARNINGS else "",
+        )  # fmt: skip
 
 
 def stratified_split(
@@ -98,11 +114,3 @@ def read_split_file(path: Path) -> list[str]:
     except (OSError, UnicodeDecodeError) as err:
         raise DataError(f"split file {path} cannot be read ({err}); fix or delete it") from None
     return [s for s in (line.strip() for line in lines) if s and not s.startswith("#")]
-
-
-def check_not_empty(tracks: TrackList) -> None:
-    if not tracks.splits.get("train"):
-        raise DataError(
-            f"dataset at {tracks.root} has no usable tracks in its train split "
-            f"({len(tracks.skipped)} skipped); check the folder layout and the log"
-        )

@@ -50,7 +50,7 @@ def encoder_spec(fmt: str, model: ModelConfig) -> dict[str, Any]:
 
 
 def encoder_from_spec(spec: Mapping[str, Any]) -> nn.Module:
-    """Rebuild an encoder (fresh weights) from `encoder_spec`'s dict; CheckpointError if unusable."""
+    """Rebuild an encoder (fresh weights) from an `encoder_spec` dict; else CheckpointError."""
     if not isinstance(spec, Mapping) or set(spec) != {"arch", "kwargs"}:
         got = sorted(spec) if isinstance(spec, Mapping) else type(spec).__name__
         raise CheckpointError(
@@ -68,7 +68,9 @@ def encoder_from_spec(spec: Mapping[str, Any]) -> nn.Module:
     try:
         return ENCODERS[arch](**kwargs)
     except (TypeError, ValueError) as err:
-        raise CheckpointError(f"encoder spec for '{arch}' is invalid ({err}); re-export it") from None
+        raise CheckpointError(
+            f"encoder spec for '{arch}' is invalid ({err}); re-export it"
+        ) from None
 
 
 def build_encoder(fmt: str, model: ModelConfig) -> nn.Module:

@@ -231,7 +231,9 @@ def load_embeddings(path: str | Path) -> EmbeddingFile:
             "re-export it with `mfclr embed`"
         ) from None
     if header.get("version") != FILE_VERSION:
-        raise DataError(f"embedding file '{path}' has version {header.get('version')}; re-export it")
+        raise DataError(
+            f"embedding file '{path}' has version {header.get('version')}; re-export it"
+        )
     return EmbeddingFile(
         feats=parts["feats"],
         labels=parts["labels"],

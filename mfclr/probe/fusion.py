@@ -168,6 +168,14 @@ def _per_format(
     return formats, [_probe(features[f], labels, head, cfg, n, device) for f in formats]
 
 
+def _predict_each(
+    features: Features, formats: list[str], probes: list[FittedProbe], split: str
+) -> np.ndarray:
+    """(n_formats, n, C): each format's probe applied to its own features of `split`."""
+    pairs = zip(formats, probes, strict=True)
+    return np.stack([p.predict_proba(features[f][split]) for f, p in pairs])
+
+
 def _decision_info(
     name: str, formats: list[str], features: Features, probes: list[FittedProbe]
 ) -> dict[str, Any]:
@@ -191,8 +199,8 @@ def average(
 ) -> FusionResult:
     """Decision level: one probe per format, unweighted mean of their class probabilities."""
     formats, probes = _per_format(features, labels, head, cfg, n_classes, device)
-    valid = np.mean([p.predict_proba(features[f]["valid"]) for f, p in zip(formats, probes)], 0)
-    test = np.mean([p.predict_proba(features[f]["test"]) for f, p in zip(formats, probes)], 0)
+    valid = _predict_each(features, formats, probes, "valid").mean(axis=0)
+    test = _predict_each(features, formats, probes, "test").mean(axis=0)
     info = _decision_info("average", formats, features, probes)
     info["valid_accuracy"] = _accuracy(valid, labels["valid"])
     return FusionResult(probs=test, info=info)
@@ -222,8 +230,8 @@ def weighted(
     reported valid accuracy is optimistic; test is untouched.
     """
     formats, probes = _per_format(features, labels, head, cfg, n_classes, device)
-    valid = np.stack([p.predict_proba(features[f]["valid"]) for f, p in zip(formats, probes)])
-    test = np.stack([p.predict_proba(features[f]["test"]) for f, p in zip(formats, probes)])
+    valid = _predict_each(features, formats, probes, "valid")
+    test = _predict_each(features, formats, probes, "test")
     y = labels["valid"]
     uniform = np.full(len(formats), 1 / len(formats))
 

@@ -15,11 +15,13 @@ from mfclr.errors import DataError
 
 
 def _check(y_true: np.ndarray, probs: np.ndarray, n_names: int) -> None:
+    if len(y_true) == 0:
+        raise DataError("no tracks to score: the evaluated split is empty")
     if probs.ndim != 2 or probs.shape[1] != n_names:
         raise DataError(f"probabilities have shape {probs.shape}, expected (n, {n_names} classes)")
     if y_true.ndim != 1 or len(y_true) != len(probs):
         raise DataError(f"labels have shape {y_true.shape}, expected ({len(probs)},)")
-    if len(y_true) and (y_true.min() < 0 or y_true.max() >= n_names):
+    if y_true.min() < 0 or y_true.max() >= n_names:
         raise DataError(f"labels must lie in [0, {n_names}), got {y_true.min()}..{y_true.max()}")
     if not np.isfinite(probs).all():
         raise DataError("probabilities contain NaN or inf")
@@ -40,7 +42,7 @@ def classification_metrics(
     names = [str(n) for n in label_names]
     _check(y_true, probs, len(names))
     n_classes = len(names)
-    pred = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
+    pred = probs.argmax(axis=1)
 
     per_class: dict[str, float | None] = {}
     for c, name in enumerate(names):
@@ -52,7 +54,7 @@ def classification_metrics(
     present = [ap for ap in per_class.values() if ap is not None]
     cm = confusion_matrix(y_true, pred, labels=list(range(n_classes)))
     return {
-        "accuracy": float((pred == y_true).mean()) if len(y_true) else None,
+        "accuracy": float((pred == y_true).mean()),
         "macro_map": float(np.mean(present)) if present else None,
         "per_class_ap": per_class,
         "confusion_matrix": [[int(v) for v in row] for row in cm],

@@ -1,0 +1,34 @@
+"""Datasets (embedded default, GTZAN, your own folders), the decode-once cache, clip sampling.
+
+Typical use::
+
+    ds = load_dataset(cfg.data, "pretrain")  # decodes once, then reuses the cache
+    pairs = PairDataset(ds.splits["train"], cfg.data.crop_samples, seed)
+    loader = make_loader(pairs, 48, shuffle=True, seed=seed, workers=cfg.data.loader_workers)
+"""
+
+from __future__ import annotations
+
+from mfclr.data.audio_io import AUDIO_EXTENSIONS, DecodedAudio, read_audio, write_audio
+from mfclr.data.cache import load_dataset, prepare_dataset
+from mfclr.data.clips import PairDataset, chunk_starts, iter_track_chunks, make_loader
+from mfclr.data.embedded import generate_embedded
+from mfclr.data.genres import GENRES
+from mfclr.data.store import PreparedDataset, Split
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "GENRES",
+    "DecodedAudio",
+    "PairDataset",
+    "PreparedDataset",
+    "Split",
+    "chunk_starts",
+    "generate_embedded",
+    "iter_track_chunks",
+    "load_dataset",
+    "make_loader",
+    "prepare_dataset",
+    "read_audio",
+    "write_audio",
+]

@@ -1,0 +1,455 @@
+"""Experiment tracking: the only module that imports wandb (lazily, so importing this is cheap).
+
+Offline by default: runs are written under `<dir>/wandb/offline-run-*` and uploaded later with
+`wandb sync`. `WANDB_MODE` (offline | online | disabled), when set, overrides
+`cfg.tracking.wandb`. Only rank 0 logs; every other rank, and the disabled mode, get a
+`NullTracker` that writes nothing.
+
+Every run carries the same flat config keys (`FLAT_KEYS`), so W&B's group-by and parallel
+coordinates work across pretraining trials (job_type=pretrain) and probe variants
+(job_type=probe) of one sweep (the run group). Credentials travel only in the environment: no
+environment value is ever copied into a config, and `start_run` refuses a config that contains
+the value of a secret-looking environment variable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import numbers
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from mfclr.config import Config
+from mfclr.errors import ConfigError, DataError, MfclrError
+
+log = logging.getLogger(__name__)
+
+JobType = Literal["pretrain", "probe"]
+MODES = ("offline", "online", "disabled")
+_MODE_ALIASES = {"dryrun": "offline", "run": "online"}  # older WANDB_MODE spellings
+FLAT_KEYS = (
+    "format", "fusion", "head", "encoders", "temperature", "mask_size", "time_mask_size",
+    "weight_decay", "lr", "epochs", "batch_size", "dataset", "seed", "git_sha",
+)  # fmt: skip
+_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
+Report = Callable[[dict[str, Any], dict[str, Any] | None], None]
+
+
+class Tracker(Protocol):
+    """What the training loop and the probe stage may do with a run."""
+
+    def log(self, metrics: dict[str, float], step: int | None = None) -> None: ...
+    def summary(self, values: dict[str, Any]) -> None: ...
+    def log_table(self, key: str, rows: list[dict[str, Any]]) -> None: ...
+    def log_confusion(self, key: str, matrix: list[list[int]], label_names: list[str]) -> None: ...
+    def finish(self) -> None: ...
+
+
+class NullTracker:
+    """Does nothing: ranks other than 0, and tracking disabled."""
+
+    run_id: str | None = None
+
+    def log(self, metrics: dict[str, float], step: int | None = None) -> None: ...
+    def summary(self, values: dict[str, Any]) -> None: ...
+    def log_table(self, key: str, rows: list[dict[str, Any]]) -> None: ...
+    def log_confusion(self, key: str, matrix: list[list[int]], label_names: list[str]) -> None: ...
+    def finish(self) -> None: ...
+
+    def __enter__(self) -> NullTracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+class WandbTracker:
+    """Wraps one wandb run. Use as a context manager: an exception marks the run failed."""
+
+    def __init__(self, run: Any, data_dir: Path | None = None) -> None:
+        self._run = run
+        self._done = False
+        self._data_dir = data_dir
+        self.run_id: str = run.id
+
+    def _log_media(self, values: dict[str, Any]) -> None:
+        # wandb stages a logged table in $WANDB_DATA_DIR (default ~/.local/share/wandb) and
+        # `wandb sync` uploads it from there; unless the user chose a place, keep it next to the
+        # run files so syncing the output folder works (on shared storage, from any node).
+        if self._data_dir is None or "WANDB_DATA_DIR" in os.environ:
+            self._run.log(values)
+            return
+        os.environ["WANDB_DATA_DIR"] = str(self._data_dir)
+        try:
+            self._run.log(values)
+        finally:
+            del os.environ["WANDB_DATA_DIR"]
+
+    def log(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self._run.log(dict(metrics), step=step)
+
+    def summary(self, values: dict[str, Any]) -> None:
+        self._run.summary.update(dict(values))
+
+    def log_table(self, key: str, rows: list[dict[str, Any]]) -> None:
+        """`rows` share no fixed schema: columns are the union of keys, missing cells None."""
+        import wandb
+
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        data = [[_cell(row.get(c)) for c in columns] for row in rows]
+        self._log_media({key: wandb.Table(columns=columns, data=data, allow_mixed_types=True)})
+
+    def log_confusion(self, key: str, matrix: list[list[int]], label_names: list[str]) -> None:
+        """A confusion-matrix chart (rows = true, cols = predicted) stored as `<key>_table`.
+
+        Built from counts with the same chart spec as `wandb.plot.confusion_matrix` (which
+        wants per-example labels); it is a table plus a chart preset, so it works offline.
+        """
+        import wandb
+
+        n = len(label_names)
+        if len(matrix) != n or any(len(r) != n for r in matrix):
+            raise DataError(
+                f"confusion matrix '{key}' is not {n} x {n} (one row and column per label name); "
+                "pass the matrix that matches label_names"
+            )
+        data = [
+            [label_names[i], label_names[j], int(matrix[i][j])] for i in range(n) for j in range(n)
+        ]
+        table = wandb.Table(columns=["Actual", "Predicted", "nPredictions"], data=data)
+        chart = wandb.plot_table(
+            "wandb/confusion_matrix/v1",
+            table,
+            {"Actual": "Actual", "Predicted": "Predicted", "nPredictions": "nPredictions"},
+            {"title": "Confusion matrix (test)"},
+        )
+        self._log_media({key: chart})
+
+    def finish(self, exit_code: int | None = None) -> None:
+        if not self._done:
+            self._done = True
+            self._run.finish(exit_code=exit_code)
+
+    def __enter__(self) -> WandbTracker:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        self.finish(exit_code=1 if exc_type is not None else None)
+
+
+# ----------------------------------------------------------------------------- starting runs
+
+
+def resolve_mode(cfg: Config) -> str:
+    """`WANDB_MODE` when set (offline | online | disabled), else `cfg.tracking.wandb`."""
+    raw = os.environ.get("WANDB_MODE", "").strip()
+    if not raw:
+        return cfg.tracking.wandb
+    mode = _MODE_ALIASES.get(raw.lower(), raw.lower())
+    if mode not in MODES:
+        raise ConfigError(f"WANDB_MODE='{raw}' is not one of {', '.join(MODES)}; fix or unset it")
+    return mode
+
+
+def run_config(
+    cfg: Config,
+    *,
+    fmt: str | None,
+    fusion: str | None,
+    head: str | None,
+    dataset: str,
+    git_sha: str | None,
+    encoders: str | None = None,
+) -> dict[str, Any]:
+    """The run config: the same flat `FLAT_KEYS` on every run, plus the full config under "config".
+
+    `fmt` is "audio", "spectrogram" or "audio+spectrogram" (a fused probe); the mask sizes
+    (mel bins, frames) are None when no spectrogram encoder is involved.
+    """
+    spec = fmt is not None and "spectrogram" in fmt.split("+")
+    aug, tc = cfg.augment.spectrogram, cfg.train
+    flat = {
+        "format": fmt,
+        "fusion": fusion,
+        "head": head,
+        "encoders": encoders,
+        "temperature": tc.temperature,
+        "mask_size": aug.freq_mask.size if spec else None,
+        "time_mask_size": aug.time_mask.size if spec else None,
+        "weight_decay": tc.weight_decay,
+        "lr": tc.lr,
+        "epochs": tc.epochs,
+        "batch_size": tc.batch_size,
+        "dataset": dataset,
+        "seed": tc.seed,
+        "git_sha": git_sha,
+    }
+    return {**flat, "config": cfg.to_dict()}
+
+
+def _check_no_secrets(config: Mapping[str, Any], what: str) -> None:
+    """Refuse a config holding the value of a secret-looking environment variable."""
+    text = json.dumps(config, default=str)
+    for name, value in os.environ.items():
+        if _SECRET_NAME.search(name) and len(value) >= 16 and value in text:
+            raise ConfigError(
+                f"the config of {what} holds the value of ${name}; remove it "
+                "(credentials belong in the environment only)"
+            )
+
+
+def safe_run_id(*parts: str) -> str:
+    """A W&B run id from parts: [A-Za-z0-9_.-] only, at most 64 characters (hash-shortened)."""
+    rid = re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(p for p in parts if p)).strip("-.")
+    if len(rid) > 64:
+        rid = f"{rid[:55]}-{hashlib.sha1(rid.encode()).hexdigest()[:8]}"
+    return rid or "run"
+
+
+def start_run(
+    cfg: Config,
+    *,
+    job_type: JobType,
+    name: str,
+    run_id: str,
+    dir: str | Path,
+    fmt: str | None = None,
+    fusion: str | None = None,
+    head: str | None = None,
+    encoders: str | None = None,
+    dataset: str,
+    group: str | None,
+    git_sha: str | None = None,
+    rank: int = 0,
+) -> NullTracker | WandbTracker:
+    """Start one run (rank 0 only) under `<dir>/wandb`; other ranks and mode disabled get a no-op.
+
+    `group` (the sweep id) is used unless `cfg.tracking.group` is set. `run_id` should be stable
+    per trial: a restarted trial resumes the same run. `git_sha` None means: detect it.
+    """
+    mode = resolve_mode(cfg)
+    if rank != 0 or mode == "disabled":
+        return NullTracker()
+    if git_sha is None:
+        from mfclr.checkpoint import git_sha as detect_sha
+
+        git_sha = detect_sha()
+    config = run_config(
+        cfg, fmt=fmt, fusion=fusion, head=head, dataset=dataset, git_sha=git_sha, encoders=encoders
+    )
+    _check_no_secrets(config, f"run '{name}'")
+    labels = (("format", fmt), ("fusion", fusion), ("head", head), ("encoders", encoders))
+    tags = [f"{k}:{v}" for k, v in labels if v is not None] + [job_type]
+    kw = dict(id=safe_run_id(run_id), name=name, tags=tags, job_type=job_type, config=config)
+    run = _init(cfg, mode, Path(dir), group=cfg.tracking.group or group, **kw)
+    log.info("W&B %s run %s (%s, group %s) in %s", mode, run.id, job_type, run.group, run.dir)
+    return WandbTracker(run, data_dir=Path(dir).resolve() / "wandb" / "data")
+
+
+def _init(cfg: Config, mode: str, root: Path, **kw: Any) -> Any:
+    """wandb.init with our settings; a failure becomes one ConfigError line with the fix."""
+    import wandb
+
+    # The process-wide settings decide whether wandb's own usage telemetry may phone home; an
+    # offline run alone does not stop that, so tell the global settings the mode too.
+    wandb.setup(wandb.Settings(mode=mode))
+    settings = wandb.Settings(
+        # Offline rows are flushed every 15 s by default: a trial killed by ASHA lost them all.
+        x_transaction_log_flush_interval=1.0,
+        # No banners in our CLI output (warnings and errors still show). No console capture:
+        # progress bars would fill output.log, and stray prints could leak into the run files.
+        silent=True,
+        console="off",
+    )
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        return wandb.init(project=cfg.tracking.project, entity=cfg.tracking.entity, dir=str(root),
+                          mode=mode, resume="allow", reinit="create_new", save_code=False,
+                          settings=settings, **kw)  # fmt: skip
+    except (OSError, wandb.errors.Error) as err:
+        online = "set WANDB_API_KEY (or `wandb login`) and check the network, or WANDB_MODE=offline"
+        fix = online if mode == "online" else f"check that '{root}' is writable"
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ConfigError(
+            f"W&B could not start {mode} run '{kw['name']}' ({first}); {fix}"
+        ) from None
+
+
+# ----------------------------------------------------------------------------- training and probes
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def tracking_reporter(tracker: Tracker, inner: Report) -> Report:
+    """Wrap a training loop's `report(metrics, state)`: log every numeric metric (loss, lr,
+    samples_per_s, val_* ...) at step = metrics["epoch"], then call `inner`.
+
+    Logging comes first: under Ray Tune, `inner` may be where an early-stopped trial ends.
+    """
+
+    def report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        values = {
+            k: (v if isinstance(v, int) else float(v)) for k, v in metrics.items() if _is_number(v)
+        }
+        step = metrics.get("epoch")
+        tracker.log(values, step=int(step) if _is_number(step) else None)
+        inner(metrics, state)
+
+    return report
+
+
+def _cell(value: Any) -> Any:
+    if value is None or isinstance(value, str | bool) or _is_number(value):
+        return value.item() if hasattr(value, "item") else value
+    return json.dumps(value, default=str)
+
+
+def _flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts -> "a/b" keys; lists of scalars -> "x+y"; other lists are dropped."""
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{name}/"))
+        elif isinstance(value, list | tuple):
+            if all(v is None or isinstance(v, str) or _is_number(v) for v in value):
+                out[name] = "+".join(str(v) for v in value)
+        else:
+            out[name] = value
+    return out
+
+
+def variant_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """One probe row as a flat table row (the confusion matrix is logged as its own chart)."""
+    flat = _flatten({k: v for k, v in row.items() if k != "confusion_matrix"})
+    return {k.replace("per_class_ap/", "ap/"): v for k, v in flat.items()}
+
+
+def _probe_metrics(row: Mapping[str, Any]) -> dict[str, float]:
+    values = {k: row.get(k) for k in ("accuracy", "macro_map", "valid_accuracy", "n")}
+    values |= {f"per_class_ap/{c}": ap for c, ap in (row.get("per_class_ap") or {}).items()}
+    return {k: v for k, v in values.items() if _is_number(v)}  # None: AP of an absent class
+
+
+def log_probe_rows(
+    cfg: Config,
+    rows: list[dict[str, Any]],
+    *,
+    dir: str | Path,
+    group: str | None,
+    dataset: str,
+    label_names: list[str],
+    git_sha: str | None,
+    rank: int = 0,
+) -> list[str]:
+    """One probe run per row (named "<name>-<head>"), each with accuracy, macro mAP, per-class
+    AP (`per_class_ap/<class>`), the confusion-matrix chart and the table of all variants.
+
+    Returns the ids of the runs written ([] when tracking is disabled or rank != 0).
+    """
+    table = [variant_row(r) for r in rows]
+    prefix = cfg.tracking.group or group or "probe"
+    ids: list[str] = []
+    for row in rows:
+        name = f"{row['name']}-{row['head']}"
+        base, n = safe_run_id(prefix, name), 1
+        run_id = base
+        while run_id in ids:  # two rows with one name and head
+            run_id, n = f"{base}-{n + 1}", n + 1
+        fmt = "+".join(row.get("formats") or []) or None
+        tracker = start_run(cfg, job_type="probe", name=name, run_id=run_id, dir=dir, fmt=fmt,
+                            fusion=row.get("fusion"), head=row.get("head"), group=group,
+                            encoders=row.get("encoders"), dataset=dataset, git_sha=git_sha,
+                            rank=rank)  # fmt: skip
+        if isinstance(tracker, NullTracker):
+            return []
+        with tracker:
+            tracker.log(_probe_metrics(row))
+            info = _flatten(row.get("probe_info") or {}, "probe_info/")
+            tracker.summary({k: v for k, v in info.items() if _is_number(v) or isinstance(v, str)})
+            if row.get("confusion_matrix") is not None:
+                tracker.log_confusion("confusion_matrix", row["confusion_matrix"], label_names)
+            tracker.log_table("variants", table)
+        ids.append(tracker.run_id)
+    return ids
+
+
+# ----------------------------------------------------------------------------- reading runs back
+
+
+def offline_runs(dir: str | Path) -> list[Path]:
+    """The `offline-run-*` folders under `<dir>/wandb`, oldest first."""
+    return sorted(p for p in (Path(dir) / "wandb").glob("offline-run-*") if p.is_dir())
+
+
+def _wandb_cli() -> str:
+    exe = Path(sys.executable).parent / "wandb"
+    found = str(exe) if exe.is_file() else shutil.which("wandb")
+    if not found:
+        raise MfclrError(
+            f"the wandb command is not installed next to {sys.executable}; "
+            "install wandb in this environment"
+        )
+    return found
+
+
+def inspect_run(run_dir: str | Path) -> dict[str, Any]:
+    """Read one offline run back without a server (`wandb leet inspect`).
+
+    Returns run_id, name, state, config (without W&B internals), summary, tags, group, job_type,
+    history (one dict per logged step, tables as flattened "key._type"-style entries) and tables
+    ({summary key: {"columns": [...], "data": [[...]]}} for every logged table).
+    """
+    run_dir = Path(run_dir)
+    if not list(run_dir.glob("*.wandb")):
+        raise DataError(f"'{run_dir}' holds no .wandb run file; pass an offline-run-* folder")
+    cli = _wandb_cli()
+    # Offline, else the reader sends its own usage telemetry to the W&B server. The two reads
+    # are independent: start both, then wait (each costs ~0.6 s of Python startup).
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    procs = [subprocess.Popen([cli, "leet", "inspect", *flags, "--json", str(run_dir)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for flags in (["--summary"], [])]  # fmt: skip
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        if p.returncode != 0:
+            raise DataError(
+                f"`wandb leet inspect {run_dir}` failed: "
+                f"{(err.strip().splitlines() or ['no message'])[-1]}"
+            )
+    summary = json.loads(outs[0][0])
+    records = [json.loads(line) for line in outs[1][0].splitlines() if line.startswith("{")]
+    run = next((r["run"] for r in records if r.get("type") == "run"), {})
+    history = [r["history"]["item"] for r in records if r.get("type") == "history"]
+    values = summary.get("summary") or {}
+    return {
+        "run_id": summary.get("run_id"),
+        "name": summary.get("name"),
+        "state": summary.get("state"),
+        "config": {k: v for k, v in (summary.get("config") or {}).items() if k != "_wandb"},
+        "summary": values,
+        "tags": summary.get("tags") or run.get("tags") or [],
+        "group": run.get("run_group"),
+        "job_type": run.get("job_type"),
+        "history": history,
+        "tables": _read_tables(run_dir, values),
+    }
+
+
+def _read_tables(run_dir: Path, summary: Mapping[str, Any]) -> dict[str, Any]:
+    tables = {}
+    for key, value in summary.items():
+        if isinstance(value, Mapping) and value.get("_type") == "table-file":
+            path = run_dir / "files" / str(value["path"])
+            if path.is_file():
+                tables[key] = json.loads(path.read_text())
+    return tables

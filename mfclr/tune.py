@@ -1,0 +1,283 @@
+"""Ray Tune + Optuna sweeps: one study per format, then the fused probe of the best trials.
+
+    sweep file --> per format: OptunaSearch (TPE, seeded, define-by-run space) + ASHA
+               --> trial driver (a Tune function) --> launch(...) = a Ray Train run per trial
+               --> best trial by the validation metric --> its checkpoint --> fused probe
+               --> <sweep folder>/results.json, results.md
+
+Layout under the storage root (a local folder or s3://...; default the output folder):
+    <sweep>/tune/<format>/            Tune experiment state (what --resume restores)
+    <sweep>/train/<format>_<NNN>/     the Ray Train run of trial NNN (checkpoints, encoder.pt)
+and in the local sweep folder <out>/<sweep>/: sweep.yaml, config.yaml, best/<format>.pt,
+embeddings/, results.json, results.md (copied to the storage root when it is remote).
+
+Interruption: Ctrl-C (SIGINT) makes Tune save the experiment state; `mfclr sweep FILE --resume`
+restores it: finished trials are not run again, unfinished ones resume their Ray Train run from
+its last checkpoint (stable names: `<format>_<NNN>`). `ray job stop` sends SIGTERM unless the job
+runs with `RAY_JOB_STOP_SIGNAL=SIGINT` (and `RAY_JOB_STOP_WAIT_TIME_S=60` to let it save).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from ray import tune
+from ray.train import Checkpoint
+from ray.tune.integration.ray_train import TuneReportCallback
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from mfclr import checkpoint as ckpt
+from mfclr.config import Config, build_config, save_config
+from mfclr.errors import ConfigError, MfclrError
+from mfclr.launch import (
+    VAL_METRIC,
+    absolute_paths,
+    export_encoder,
+    finished_result,
+    init_ray,
+    is_remote,
+    launch,
+    load_checkpoint,
+)
+from mfclr.sweep import SweepSpec
+
+log = logging.getLogger(__name__)
+DRIVER_MEMORY = 256 * 1024**2  # bytes reserved (for scheduling only) by a trial driver
+TIME_ATTR = "epochs_done"  # reported by the workers: survives Tuner.restore, unlike iterations
+
+
+class SweepInterrupted(MfclrError):
+    """Tune stopped before every trial finished (Ctrl-C, `ray job stop`); state is saved."""
+
+
+# ----------------------------------------------------------------------------- search space
+
+
+def define_space(trial: optuna.Trial, fmt: str, params: dict[str, dict[str, Any]]) -> dict:
+    """Optuna define-by-run space of one format's study.
+
+    `params` is name -> ParamSpec as a dict. Parameters restricted to other formats are the
+    constant None, so every format's trials have the same config keys (W&B group-by works).
+    Module-level (used through functools.partial) so the searcher pickles with the experiment.
+    """
+    constants: dict[str, Any] = {"format": fmt}
+    for name, p in params.items():
+        if p.get("formats") and fmt not in p["formats"]:
+            constants[name] = None
+        elif p["type"] == "choice":
+            trial.suggest_categorical(name, p["choices"])
+        elif p["type"] == "int":
+            step = int(p["step"]) if p.get("step") else 1
+            trial.suggest_int(name, int(p["low"]), int(p["high"]), step=step, log=p["log"])
+        else:
+            trial.suggest_float(name, p["low"], p["high"], step=p.get("step"), log=p["log"])
+    return constants
+
+
+def trial_name(trial: Any) -> str:
+    """`<format>_<NNN>`, NNN the trial's creation index: stable across Tuner.restore."""
+    return f"{trial.config['format']}_{int(trial.experiment_tag.split('_')[0]):03d}"
+
+
+def trial_config(base: Config, params: dict[str, Any], keys: dict[str, str]) -> Config:
+    """The base config with one trial's sampled values (None = not searched for this format)."""
+    over = {keys[n]: v for n, v in params.items() if n in keys and v is not None}
+    return base.with_overrides(over) if over else base
+
+
+# ----------------------------------------------------------------------------- trial driver
+
+
+class EvalReportCallback(TuneReportCallback):
+    """Forwards to Tune only the epochs that carry the validation metric (with the checkpoint
+    path): ASHA and Optuna read it from every result they get."""
+
+    def after_report(self, run_context: Any, metrics: list[dict[str, Any]],
+                     checkpoint: Checkpoint | None) -> None:
+        if metrics and VAL_METRIC in metrics[0]:
+            super().after_report(run_context, metrics, checkpoint)
+
+
+def trial_driver(config: dict[str, Any], *, base: dict[str, Any], keys: dict[str, str],
+                 train_storage: str, resources: dict[str, Any]) -> None:
+    """One Tune trial: a Ray Train run named after the trial (resumed if it exists)."""
+    fmt = config["format"]
+    cfg = trial_config(build_config(base), config, keys)
+    name = tune.get_context().get_trial_name()
+    done = finished_result(train_storage, name, cfg.train.epochs)
+    if done is not None and done.checkpoint is not None:
+        # Finished before an interruption reached Tune: report its final metrics once more.
+        tune.report({**done.metrics, "checkpoint_path": done.checkpoint.path})
+        return
+    gpus = resources["gpus_per_worker"]
+    result = launch(cfg, fmt, workers=resources["workers"], use_gpu=gpus > 0,
+                    storage_path=train_storage, name=name,
+                    max_failures=resources["max_failures"], callbacks=[EvalReportCallback()],
+                    cpus_per_worker=resources["cpus_per_worker"], gpus_per_worker=gpus)
+    export_encoder(result, fmt)
+
+
+def _trainable(spec: SweepSpec, base: Config, storage: str) -> Any:
+    driver = tune.with_parameters(
+        trial_driver, base=base.to_dict(), keys=spec.param_keys(),
+        train_storage=f"{storage}/{spec.name}/train", resources=spec.resources.model_dump())
+    # The driver only waits on its Train workers, which hold their own placement group. It asks
+    # for memory, not CPU (Tune refuses an empty request): a trial never takes the CPU its own
+    # workers need on a small cluster, and it fits on a head started with --num-cpus=0.
+    return tune.with_resources(driver, {"memory": DRIVER_MEMORY})
+
+
+def _new_tuner(spec: SweepSpec, base: Config, fmt: str, storage: str, verbose: int) -> tune.Tuner:
+    params = {n: p.model_dump() for n, p in spec.search.space.items()}
+    searcher = OptunaSearch(space=partial(define_space, fmt=fmt, params=params),
+                            metric=VAL_METRIC, mode="max", seed=spec.search.seed)
+    b = spec.budget
+    scheduler = ASHAScheduler(time_attr=TIME_ATTR, metric=VAL_METRIC, mode="max",
+                              max_t=b.epochs + 1, grace_period=b.grace_period,
+                              reduction_factor=b.reduction_factor)
+    return tune.Tuner(
+        _trainable(spec, base, storage),
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
+                                    num_samples=b.trials,
+                                    max_concurrent_trials=b.max_concurrent_trials,
+                                    trial_name_creator=trial_name,
+                                    trial_dirname_creator=trial_name),
+        run_config=tune.RunConfig(name=fmt, storage_path=f"{storage}/{spec.name}/tune",
+                                  verbose=verbose),
+    )
+
+
+def tune_format(spec: SweepSpec, base: Config, fmt: str, storage: str, *, resume: bool,
+                verbose: int = 1) -> tune.ResultGrid:
+    """Run (or resume) one format's study; raises SweepInterrupted if it did not finish."""
+    path = f"{storage}/{spec.name}/tune/{fmt}"
+    if tune.Tuner.can_restore(path):
+        if not resume:
+            raise ConfigError(f"sweep '{spec.name}' already has state at {path}; pass --resume "
+                              "to continue it, or use another --out/--storage")
+        log.info("%s: restoring the study from %s", fmt, path)
+        tuner = tune.Tuner.restore(path, trainable=_trainable(spec, base, storage),
+                                   resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = _new_tuner(spec, base, fmt, storage, verbose)
+    grid = tuner.fit()
+    finished = grid.num_terminated + grid.num_errors
+    if finished < len(grid) or len(grid) < spec.budget.trials:
+        raise SweepInterrupted(f"sweep '{spec.name}' ({fmt}) stopped with {finished} of "
+                               f"{spec.budget.trials} trials finished; state saved in {path}")
+    return grid
+
+
+# ----------------------------------------------------------------------------- results
+
+
+def _trial_rows(grid: tune.ResultGrid) -> list[dict[str, Any]]:
+    rows = []
+    for r in grid:
+        m = r.metrics or {}
+        rows.append({"trial": Path(r.path).name, "config": r.config, VAL_METRIC: m.get(VAL_METRIC),
+                     "epochs_done": m.get(TIME_ATTR), "checkpoint": m.get("checkpoint_path"),
+                     "error": str(r.error).splitlines()[0][:300] if r.error else None})
+    return rows
+
+
+def best_trial(spec: SweepSpec, fmt: str, grid: tune.ResultGrid, out: Path) -> dict[str, Any]:
+    """The best trial by the validation metric; its checkpoint exported to out/best/<fmt>.pt."""
+    scored = [r for r in grid if (r.metrics or {}).get(VAL_METRIC) is not None]
+    if not scored:
+        raise MfclrError(f"no {fmt} trial of sweep '{spec.name}' reported {VAL_METRIC}; "
+                         f"see the trial errors under {grid.experiment_path}")
+    best = grid.get_best_result(metric=VAL_METRIC, mode="max", scope="last")
+    source = best.metrics["checkpoint_path"]
+    state = load_checkpoint(Checkpoint(path=source, filesystem=grid.filesystem), fmt)
+    encoder = ckpt.atomic_save(ckpt.pretrain_to_encoder(state), out / "best" / f"{fmt}.pt")
+    keys = spec.param_keys()
+    chosen = {n: best.config.get(n) for n in keys if best.config.get(n) is not None}
+    return {"trial": Path(best.path).name, VAL_METRIC: best.metrics[VAL_METRIC],
+            "epochs_done": best.metrics.get(TIME_ATTR), "hyperparameters": chosen,
+            "config_keys": {n: keys[n] for n in chosen}, "checkpoint": source,
+            "encoder": str(encoder), "trials": _trial_rows(grid)}
+
+
+def _best_table(best: dict[str, dict[str, Any]]) -> str:
+    lines = ["## Best trial per format (validation split)", "",
+             f"| format | trial | {VAL_METRIC} | epochs | hyperparameters |", "|---|---|---:|---:|---|"]
+    for fmt, b in best.items():
+        hp = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                       for k, v in b["hyperparameters"].items())
+        lines.append(f"| {fmt} | {b['trial']} | {b[VAL_METRIC]:.3f} | {b['epochs_done']} | {hp} |")
+    return "\n".join(lines) + "\n"
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def finish_sweep(spec: SweepSpec, base: Config, best: dict[str, dict[str, Any]], out: Path,
+                 storage: str) -> dict[str, Any]:
+    """Fused-probe evaluation of the best encoders; results.json + results.md in `out`."""
+    from mfclr.data import load_dataset
+    from mfclr.evaluate import evaluate, load_frozen
+    from mfclr.report import write_results
+    from mfclr.train import resolve_device
+
+    encoders = {fmt: load_frozen(b["encoder"], fmt) for fmt, b in best.items()}
+    rows = evaluate(base, encoders, out, device=resolve_device(base.train.device))
+    data = load_dataset(base.data, "probe")
+    extra = {"sweep": spec.name, "dataset": data.name, "test_tracks": len(data.splits["test"]),
+             "label_names": data.label_names, "validation_metric": VAL_METRIC,
+             "storage": storage, "embeddings": str(out / "embeddings"), "best": best,
+             "git_sha": ckpt.git_sha()}
+    json_path, md_path = write_results(out, rows, extra)
+    _atomic_text(md_path, md_path.read_text(encoding="utf-8") + "\n" + _best_table(best))
+    if is_remote(storage):
+        import pyarrow.fs
+
+        for name in ("results.json", "results.md"):
+            pyarrow.fs.copy_files(str(out / name), f"{storage}/{spec.name}/{name}")
+    return {"rows": rows, "results_json": json_path, "results_md": md_path, **extra}
+
+
+def run_sweep(spec: SweepSpec, base: Config, out: str | Path, *, storage: str | None = None,
+              resume: bool = False, verbose: int = 1) -> dict[str, Any]:
+    """Every format's study, then the fused probe; returns the results (see finish_sweep)."""
+    from mfclr.pipeline import prepare
+
+    out = Path(out).resolve() / spec.name
+    storage = storage or spec.storage or str(out.parent)
+    storage = storage.rstrip("/") if is_remote(storage) else str(Path(storage).resolve())
+    base = absolute_paths(base)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sweep.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+    save_config(base, out / "config.yaml")
+    prepare(base)  # decode the dataset once here, not in every worker at once
+    init_ray()
+    best = {}
+    for fmt in spec.formats:
+        log.info("== sweep %s: %s (%d trials)", spec.name, fmt, spec.budget.trials)
+        grid = tune_format(spec, base, fmt, storage, resume=resume, verbose=verbose)
+        best[fmt] = best_trial(spec, fmt, grid, out)
+    log.info("== fused probe of the best %s encoders", ", ".join(best))
+    return finish_sweep(spec, base, best, out, storage)
+
+
+def print_summary(result: dict[str, Any], file: Any = sys.stdout) -> None:
+    from mfclr.report import results_table
+
+    print(f"\nsweep {result['sweep']}: test split of {result['dataset']} "
+          f"({result['test_tracks']} tracks)\n", file=file)
+    print(results_table(result["rows"]), file=file)
+    print("\n" + _best_table(result["best"]), file=file)
+    print(f"results: {result['results_json']}  {result['results_md']}", file=file)
