@@ -27,7 +27,7 @@ VERSION = 1
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
-    """torch.save to a temp file in the same folder, then rename: a crash never leaves half a file."""
+    """torch.save to a temp file in the same folder, then rename: never half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 from mfclr.config import FORMATS, Config, load_config, preset_names
 from mfclr.errors import ConfigError, MfclrError
+from mfclr.progress import set_quiet
 
 log = logging.getLogger("mfclr")
 
@@ -24,10 +25,19 @@ class _Parser(argparse.ArgumentParser):
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", help=f"a built-in preset: {', '.join(preset_names())}")
     p.add_argument("--config", type=Path, help="a YAML config file (overrides the preset)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config key, e.g. --set train.epochs=5 (repeatable)")
-    p.add_argument("--strict", action="store_true",
-                   help="stop on a missing or corrupt audio file instead of skipping it")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key, e.g. --set train.epochs=5 (repeatable)",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop on a missing or corrupt audio file instead of skipping it",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -36,7 +46,8 @@ def _formats(text: str) -> list[str]:
     bad = [f for f in items if f not in FORMATS]
     if bad or not items:
         raise argparse.ArgumentTypeError(
-            f"unknown format {bad[0] if bad else text!r}; choose from {', '.join(FORMATS)}")
+            f"unknown format {bad[0] if bad else text!r}; choose from {', '.join(FORMATS)}"
+        )
     return items
 
 
@@ -64,11 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     cfg = sub.add_parser("config", help="show the resolved config").add_subparsers(
-        dest="action", required=True, parser_class=_Parser)
+        dest="action", required=True, parser_class=_Parser
+    )
     _common(cfg.add_parser("show", help="print the resolved config as YAML"))
 
     data = sub.add_parser("data", help="prepare or inspect datasets").add_subparsers(
-        dest="action", required=True, parser_class=_Parser)
+        dest="action", required=True, parser_class=_Parser
+    )
     _common(data.add_parser("prepare", help="decode and cache the datasets once"))
     _common(data.add_parser("info", help="tracks per split and class, cache location"))
 
@@ -76,25 +89,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--out", required=True, type=Path, help="the run folder")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
-    p.add_argument("--workers", type=_non_negative, default=0,
-                   help="Ray Train data-parallel workers (0: a plain local run, no Ray)")
+    p.add_argument(
+        "--workers",
+        type=_non_negative,
+        default=0,
+        help="Ray Train data-parallel workers (0: a plain local run, no Ray)",
+    )
     p.add_argument("--use-gpu", action="store_true", help="one GPU per Ray Train worker")
-    p.add_argument("--storage", help="Ray Train storage root (s3://... or a shared folder); "
-                   "default: the parent of --out")
-    p.add_argument("--max-failures", type=_non_negative, default=1,
-                   help="worker-group restarts from the last checkpoint (Ray Train)")
+    p.add_argument(
+        "--storage",
+        help="Ray Train storage root (s3://... or a shared folder); default: the parent of --out",
+    )
+    p.add_argument(
+        "--max-failures",
+        type=_non_negative,
+        default=1,
+        help="worker-group restarts from the last checkpoint (Ray Train)",
+    )
     _common(p)
 
     p = sub.add_parser("sweep", help="Ray Tune + Optuna sweep per format, then the fused probe")
     p.add_argument("file", type=Path, help="a sweep file, e.g. sweeps/smoke.yaml")
-    p.add_argument("--out", type=Path, default=Path("runs/sweeps"),
-                   help="the sweep folder is OUT/<sweep name> (default runs/sweeps)")
-    p.add_argument("--storage", help="shared storage root for Tune state and checkpoints "
-                   "(s3://bucket/prefix or NFS); default: the sweep file's, else --out")
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted sweep; finished trials are not run again")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a sweep key (budget.trials=1) or a config key (train.lr=0.001)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/sweeps"),
+        help="the sweep folder is OUT/<sweep name> (default runs/sweeps)",
+    )
+    p.add_argument(
+        "--storage",
+        help="shared storage root for Tune state and checkpoints "
+        "(s3://bucket/prefix or NFS); default: the sweep file's, else --out",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted sweep; finished trials are not run again",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a sweep key (budget.trials=1) or a config key (train.lr=0.001)",
+    )
     p.add_argument("--check", action="store_true", help="validate the sweep file and exit")
     p.add_argument("--quiet", action="store_true", help="less Tune output")
 
@@ -104,8 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser("probe", help="probe frozen encoders: fusion x head variants")
-    p.add_argument("--encoder", required=True, action="append", type=_encoder_arg,
-                   metavar="FORMAT=PATH", help="one per format, e.g. audio=runs/x/encoder.pt")
+    p.add_argument(
+        "--encoder",
+        required=True,
+        action="append",
+        type=_encoder_arg,
+        metavar="FORMAT=PATH",
+        help="one per format, e.g. audio=runs/x/encoder.pt",
+    )
     p.add_argument("--fusion", action="append", help="fusion strategy (repeatable)")
     p.add_argument("--head", action="append", choices=["linear", "mlp"], help="probe head")
     p.add_argument("--out", required=True, type=Path)
@@ -113,8 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="pretrain every format, then the probe table")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--formats", type=_formats, default=list(FORMATS),
-                   help="comma-separated, default audio,spectrogram")
+    p.add_argument(
+        "--formats",
+        type=_formats,
+        default=list(FORMATS),
+        help="comma-separated, default audio,spectrogram",
+    )
     p.add_argument("--fresh", action="store_true", help="retrain even if checkpoints exist")
     _common(p)
     return parser
@@ -131,8 +180,10 @@ def _config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Co
 def _print_table(result: dict[str, Any]) -> None:
     from mfclr.report import results_table
 
-    print(f"\nTest split of {result['dataset']}: {result['test_tracks']} tracks, "
-          f"{len(result['label_names'])} classes\n")
+    print(
+        f"\nTest split of {result['dataset']}: {result['test_tracks']} tracks, "
+        f"{len(result['label_names'])} classes\n"
+    )
     print(results_table(result["rows"]))
 
 
@@ -153,8 +204,9 @@ def _cmd_pretrain(args: argparse.Namespace) -> None:
             raise ConfigError("--use-gpu and --storage need Ray Train workers; add --workers N")
         from mfclr.runner import pretrain_local
 
-        path = pretrain_local(_config(args), args.format, args.out, resume=not args.fresh,
-                              progress=not args.quiet)
+        path = pretrain_local(
+            _config(args), args.format, args.out, resume=not args.fresh, progress=not args.quiet
+        )
         print(f"encoder: {path}")
         return
     if args.fresh and args.out.exists():
@@ -162,10 +214,15 @@ def _cmd_pretrain(args: argparse.Namespace) -> None:
     from mfclr.launch import export_encoder, launch
 
     out = args.out.resolve()
-    result = launch(_config(args), args.format, workers=args.workers,
-                    use_gpu=True if args.use_gpu else None,
-                    storage_path=args.storage or str(out.parent), name=out.name,
-                    max_failures=args.max_failures)
+    result = launch(
+        _config(args),
+        args.format,
+        workers=args.workers,
+        use_gpu=True if args.use_gpu else None,
+        storage_path=args.storage or str(out.parent),
+        name=out.name,
+        max_failures=args.max_failures,
+    )
     print(f"run: {result.path}  ({result.metrics.get('epochs_done')} epochs)")
     print(f"encoder: {export_encoder(result, args.format)}")
 
@@ -175,17 +232,27 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
 
     spec, base = load_sweep(args.file, args.overrides)
     if args.check:
-        print(f"sweep file '{args.file}' is valid: {spec.name}, formats {spec.formats}, "
-              f"{spec.budget.trials} trials x {spec.budget.epochs} epochs per format")
+        print(
+            f"sweep file '{args.file}' is valid: {spec.name}, formats {spec.formats}, "
+            f"{spec.budget.trials} trials x {spec.budget.epochs} epochs per format"
+        )
         return
     from mfclr.tune import SweepInterrupted, print_summary, run_sweep
 
     try:
-        result = run_sweep(spec, base, args.out, storage=args.storage, resume=args.resume,
-                           verbose=0 if args.quiet else 1)
+        result = run_sweep(
+            spec,
+            base,
+            args.out,
+            storage=args.storage,
+            resume=args.resume,
+            verbose=0 if args.quiet else 1,
+        )
     except (SweepInterrupted, KeyboardInterrupt) as err:
-        print(f"mfclr: {err or 'sweep interrupted'}; continue with: "
-              f"mfclr sweep {args.file} --resume", file=sys.stderr)
+        print(
+            f"mfclr: {err or 'sweep interrupted'}; continue with: mfclr sweep {args.file} --resume",
+            file=sys.stderr,
+        )
         sys.exit(130)
     print_summary(result)
 
@@ -210,9 +277,12 @@ def _cmd_probe(args: argparse.Namespace) -> None:
     from mfclr.data import load_dataset
 
     data = load_dataset(cfg.data, "probe")
-    extra_out = {"dataset": data.name, "test_tracks": len(data.splits["test"]),
-                 "label_names": data.label_names,
-                 "checkpoints": {f: e.source for f, e in encoders.items()}}
+    extra_out = {
+        "dataset": data.name,
+        "test_tracks": len(data.splits["test"]),
+        "label_names": data.label_names,
+        "checkpoints": {f: e.source for f, e in encoders.items()},
+    }
     json_path, md_path = write_results(args.out, rows, extra_out)
     _print_table({**extra_out, "rows": rows})
     print(f"\nresults: {json_path}  {md_path}")
@@ -228,9 +298,14 @@ def _cmd_embed(args: argparse.Namespace) -> None:
     frozen = load_frozen(path, fmt)
     data = load_dataset(cfg.data, "probe")
     feats = embed_splits(frozen, data, cfg, __import__("torch").device("cpu"))
-    save_embeddings(args.out, feats, {s: data.splits[s].labels for s in SPLITS}, data.label_names,
-                    {s: data.splits[s].track_ids for s in SPLITS},
-                    {"format": frozen.fmt, "encoder": str(path)})
+    save_embeddings(
+        args.out,
+        feats,
+        {s: data.splits[s].labels for s in SPLITS},
+        data.label_names,
+        {s: data.splits[s].track_ids for s in SPLITS},
+        {"format": frozen.fmt, "encoder": str(path)},
+    )
     print(f"embeddings: {args.out} ({', '.join(f'{s} {v.shape}' for s, v in feats.items())})")
 
 
@@ -240,8 +315,10 @@ def _cmd_data(args: argparse.Namespace) -> None:
     summary = prepare(_config(args))
     for role, info in summary.items():
         print(f"{role}: {info['name']}  cache {info['cache']}")
-        print(f"  tracks: {info['tracks']}  classes ({len(info['classes'])}): "
-              f"{', '.join(info['classes'])}")
+        print(
+            f"  tracks: {info['tracks']}  classes ({len(info['classes'])}): "
+            f"{', '.join(info['classes'])}"
+        )
         if args.action == "info":
             for key, value in info["stats"].items():
                 print(f"  {key}: {value}")
@@ -253,22 +330,36 @@ def _cmd_config(args: argparse.Namespace) -> None:
     print(yaml.safe_dump(_config(args).to_dict(), sort_keys=False), end="")
 
 
-COMMANDS = {"run": _cmd_run, "pretrain": _cmd_pretrain, "sweep": _cmd_sweep,
-            "probe": _cmd_probe, "embed": _cmd_embed, "data": _cmd_data, "config": _cmd_config}
+COMMANDS = {
+    "run": _cmd_run,
+    "pretrain": _cmd_pretrain,
+    "sweep": _cmd_sweep,
+    "probe": _cmd_probe,
+    "embed": _cmd_embed,
+    "data": _cmd_data,
+    "config": _cmd_config,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(levelname).1s %(message)s", datefmt="%H:%M:%S")
+    set_quiet(args.quiet)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname).1s %(message)s",
+        datefmt="%H:%M:%S",
+    )
     try:
         COMMANDS[args.command](args)
     except MfclrError as err:
         print(f"mfclr: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("mfclr: interrupted; checkpoints written so far are intact; "
-              "run the same command again to resume", file=sys.stderr)
+        print(
+            "mfclr: interrupted; checkpoints written so far are intact; "
+            "run the same command again to resume",
+            file=sys.stderr,
+        )
         return 130
     return 0
 

@@ -92,7 +92,7 @@ class DataConfig(_Section):
     probe: DatasetSpec = DatasetSpec()
     pretrain: DatasetSpec | None = None
     cache_dir: str = "data_cache"
-    # strict: a missing/corrupt/mismatched file stops the run instead of being skipped with a warning.
+    # strict: a missing/corrupt/mismatched file stops the run instead of being skipped.
     strict: bool = False
     short_clips: Literal["pad", "reject"] = "pad"
     loader_workers: int = Field(0, ge=0, le=64)
@@ -310,7 +310,7 @@ class Config(_Section):
         return self.model_dump(mode="json")
 
     def with_overrides(self, overrides: dict[str, Any] | list[str]) -> Config:
-        """A copy with dotted-key overrides applied (`{"train.lr": 1e-3}` or `["train.lr=1e-3"]`)."""
+        """A copy with dotted-key overrides (`{"train.lr": 1e-3}` or `["train.lr=1e-3"]`)."""
         data = self.to_dict()
         items = parse_set_args(overrides) if isinstance(overrides, list) else overrides
         for key, value in items.items():
@@ -352,7 +352,9 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     for i, part in enumerate(parts[:-1]):
         child = node.get(part)
         path = ".".join(parts[: i + 1])
-        if child is None and path in _OPTIONAL_SECTIONS:  # unset optional section: start from defaults
+        if (
+            child is None and path in _OPTIONAL_SECTIONS
+        ):  # unset optional section: start from defaults
             child = node[part] = _OPTIONAL_SECTIONS[path]().model_dump(mode="json")
         if not isinstance(child, dict):
             raise ConfigError(
@@ -361,7 +363,9 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
             )
         node = child
     if parts[-1] not in node:
-        raise ConfigError(f"unknown config key '{key}': check the spelling (see `mfclr config show`)")
+        raise ConfigError(
+            f"unknown config key '{key}': check the spelling (see `mfclr config show`)"
+        )
     node[parts[-1]] = value
 
 
@@ -415,18 +419,20 @@ def load_config(
     preset: str | None = None,
     overrides: list[str] | dict[str, Any] | None = None,
 ) -> Config:
-    """Defaults <- preset <- config file <- --set overrides, validated once at the end."""
-    data: dict[str, Any] = {}
+    """Defaults <- preset <- config file <- --set overrides, validated once at the end (so a
+    preset may leave a required key, such as a dataset root, to the command line)."""
+    data = Config().to_dict()
     if preset:
         if preset not in preset_names():
-            raise ConfigError(f"unknown preset '{preset}'; choose one of {', '.join(preset_names())}")
+            choices = ", ".join(preset_names())
+            raise ConfigError(f"unknown preset '{preset}'; choose one of {choices}")
         data = _merge(data, read_yaml(PRESET_DIR / f"{preset}.yaml", "preset"))
     if path:
         data = _merge(data, read_yaml(path))
-    cfg = build_config(data)
-    if overrides:
-        cfg = cfg.with_overrides(overrides)
-    return cfg
+    items = parse_set_args(overrides) if isinstance(overrides, list) else overrides or {}
+    for key, value in items.items():
+        _set_dotted(data, key, value)
+    return build_config(data)
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

@@ -51,20 +51,33 @@ def load_frozen(path: str | Path, fmt: str | None = None) -> FrozenEncoder:
     encoder = encoder_from_spec(state["encoder_spec"])
     ckpt.load_state_strict(encoder, state["encoder"], f"encoder in '{path}'")
     enc_cfg = build_config(state["config"])
-    return FrozenEncoder(state["format"], encoder.eval(), build_frontend(state["format"], enc_cfg),
-                         state["sample_rate"], state["crop_samples"], str(path))
+    return FrozenEncoder(
+        state["format"],
+        encoder.eval(),
+        build_frontend(state["format"], enc_cfg),
+        state["sample_rate"],
+        state["crop_samples"],
+        str(path),
+    )
 
 
 def random_frozen(cfg: Config, fmt: str) -> FrozenEncoder:
     """The random-init control: the same architecture and seed as pretraining, never trained."""
     torch.manual_seed(cfg.train.seed)
     encoder = build_encoder(fmt, cfg.model).eval()
-    return FrozenEncoder(fmt, encoder, build_frontend(fmt, cfg), cfg.data.sample_rate,
-                         cfg.data.crop_samples, "random-init")
+    return FrozenEncoder(
+        fmt,
+        encoder,
+        build_frontend(fmt, cfg),
+        cfg.data.sample_rate,
+        cfg.data.crop_samples,
+        "random-init",
+    )
 
 
-def embed_splits(frozen: FrozenEncoder, data: PreparedDataset, cfg: Config,
-                 device: torch.device) -> dict[str, np.ndarray]:
+def embed_splits(
+    frozen: FrozenEncoder, data: PreparedDataset, cfg: Config, device: torch.device
+) -> dict[str, np.ndarray]:
     """Track-level embeddings (split -> (n_tracks, D)) of every split of the probe dataset."""
     if frozen.sample_rate != data.sample_rate:
         raise CheckpointError(
@@ -76,8 +89,15 @@ def embed_splits(frozen: FrozenEncoder, data: PreparedDataset, cfg: Config,
     for split in SPLITS:
         sp = data.splits[split]
         chunks = iter_track_chunks(sp, frozen.crop_samples, cfg.train.max_eval_chunks)
-        out[split] = embed_tracks(encoder, frontend, chunks, len(sp), device=device,
-                                  batch_size=cfg.train.batch_size, progress=True)
+        out[split] = embed_tracks(
+            encoder,
+            frontend,
+            chunks,
+            len(sp),
+            device=device,
+            batch_size=cfg.train.batch_size,
+            progress=True,
+        )
     return out
 
 
@@ -90,8 +110,12 @@ def _variants(cfg: Config, formats: list[str]) -> list[tuple[str, str, list[str]
     return rows
 
 
-def evaluate(cfg: Config, encoders: dict[str, FrozenEncoder], out_dir: str | Path,
-             device: torch.device | None = None) -> list[dict[str, Any]]:
+def evaluate(
+    cfg: Config,
+    encoders: dict[str, FrozenEncoder],
+    out_dir: str | Path,
+    device: torch.device | None = None,
+) -> list[dict[str, Any]]:
     """Embed, fit every probe variant on train (settings chosen on valid), score on test."""
     out_dir = Path(out_dir)
     device = device or torch.device("cpu")
@@ -108,10 +132,14 @@ def evaluate(cfg: Config, encoders: dict[str, FrozenEncoder], out_dir: str | Pat
             log.info("embedding %s tracks with the %s %s encoder", data.name, kind, fmt)
             feats[kind][fmt] = embed_splits(encs[fmt], data, cfg, device)
             prefix = "" if kind == "trained" else "random-"
-            save_embeddings(out_dir / "embeddings" / f"{prefix}{fmt}.npz", feats[kind][fmt],
-                            labels, data.label_names,
-                            {s: data.splits[s].track_ids for s in SPLITS},
-                            {"format": fmt, "encoder": encs[fmt].source})
+            save_embeddings(
+                out_dir / "embeddings" / f"{prefix}{fmt}.npz",
+                feats[kind][fmt],
+                labels,
+                data.label_names,
+                {s: data.splits[s].track_ids for s in SPLITS},
+                {"format": fmt, "encoder": encs[fmt].source},
+            )
     rows = []
     variants = [("trained", *v) for v in _variants(cfg, formats)]
     if cfg.probe.random_init_control:
@@ -121,10 +149,25 @@ def evaluate(cfg: Config, encoders: dict[str, FrozenEncoder], out_dir: str | Pat
         for kind, name, fusion, fmts in variants:
             sub = {f: feats[kind][f] for f in fmts}
             result = get_fusion("concat" if fusion == "none" else fusion)(
-                sub, labels, head, cfg.probe, len(data.label_names))
+                sub, labels, head, cfg.probe, len(data.label_names)
+            )
             metrics = classification_metrics(labels["test"], result.probs, data.label_names)
-            rows.append({"name": name, "fusion": fusion, "head": head, "formats": fmts,
-                         "encoders": kind, **metrics, "probe_info": result.info})
-            log.info("%-14s %-7s accuracy %.3f  macro mAP %.3f", name, head,
-                     metrics["accuracy"], metrics["macro_map"])
+            rows.append(
+                {
+                    "name": name,
+                    "fusion": fusion,
+                    "head": head,
+                    "formats": fmts,
+                    "encoders": kind,
+                    **metrics,
+                    "probe_info": result.info,
+                }
+            )
+            log.info(
+                "%-14s %-7s accuracy %.3f  macro mAP %.3f",
+                name,
+                head,
+                metrics["accuracy"],
+                metrics["macro_map"],
+            )
     return rows

@@ -98,8 +98,11 @@ class RayReport:
             _grace_before_fault(metrics["epoch"])
             return
         val = f"  {VAL_METRIC} {metrics[VAL_METRIC]:.3f}" if VAL_METRIC in metrics else ""
-        print(f"mfclr {self.fmt} epoch {metrics['epoch']}/{self.epochs}  loss "
-              f"{metrics['loss']:.4f}  {metrics['samples_per_s']:.1f} samples/s{val}", flush=True)
+        print(
+            f"mfclr {self.fmt} epoch {metrics['epoch']}/{self.epochs}  loss "
+            f"{metrics['loss']:.4f}  {metrics['samples_per_s']:.1f} samples/s{val}",
+            flush=True,
+        )
         with tempfile.TemporaryDirectory(prefix="mfclr-ckpt-") as tmp:
             ckpt.atomic_save(state, Path(tmp) / CHECKPOINT_FILE)
             ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp))
@@ -110,8 +113,9 @@ def _grace_before_fault(epoch: int) -> None:
     """Test-only: before the MFCLR_FAIL_AT_EPOCH hook kills a worker, give Ray's controller
     (it collects reports by polling every ~2 s) time to register this epoch's checkpoint."""
     marker = os.environ.get("MFCLR_FAIL_MARKER")
-    if os.environ.get("MFCLR_FAIL_AT_EPOCH") == str(epoch) and not (marker and
-                                                                   os.path.exists(marker)):
+    if os.environ.get("MFCLR_FAIL_AT_EPOCH") == str(epoch) and not (
+        marker and os.path.exists(marker)
+    ):
         time.sleep(FAULT_GRACE_S)
 
 
@@ -130,8 +134,14 @@ def train_worker(config: dict[str, Any]) -> None:
     if start and dist.is_rank_zero():
         print(f"mfclr {fmt}: resuming after epoch {start}", flush=True)
     device = ray.train.torch.get_device() if config["use_gpu"] else torch.device("cpu")
-    _train.pretrain(cfg, fmt, RayReport(fmt, cfg.train.epochs, start), initial_state=state,
-                    device=device, progress=False)
+    _train.pretrain(
+        cfg,
+        fmt,
+        RayReport(fmt, cfg.train.epochs, start),
+        initial_state=state,
+        device=device,
+        progress=False,
+    )
 
 
 # ----------------------------------------------------------------------------- driver side
@@ -186,16 +196,18 @@ def launch(
     storage_path = storage_path if is_remote(storage_path) else str(Path(storage_path).resolve())
     done = finished_result(storage_path, name, cfg.train.epochs)
     if done is not None:
-        log.info("%s: run %s already finished %d epochs; not training again", fmt, name,
-                 cfg.train.epochs)
+        log.info(
+            "%s: run %s already finished %d epochs; not training again", fmt, name, cfg.train.epochs
+        )
         return done
     resources = {"CPU": cpus_per_worker, **({"GPU": gpus_per_worker} if gpu else {})}
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={"cfg": cfg.to_dict(), "fmt": fmt, "use_gpu": gpu},
         torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
-        scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpu,
-                                     resources_per_worker=resources),
+        scaling_config=ScalingConfig(
+            num_workers=workers, use_gpu=gpu, resources_per_worker=resources
+        ),
         run_config=RunConfig(
             name=name,
             storage_path=storage_path,

@@ -1,9 +1,9 @@
 """`mfclr run`: both pretrainings, then the probe table, in one output folder.
 
-    OUT/config.yaml, OUT/run.json
-    OUT/pretrain/<format>/...      one run folder per format (see runner.py)
-    OUT/embeddings/*.npz           track embeddings with labels (trained and random-init)
-    OUT/results.json, results.md   the variants table (test split)
+OUT/config.yaml, OUT/run.json
+OUT/pretrain/<format>/...      one run folder per format (see runner.py)
+OUT/embeddings/*.npz           track embeddings with labels (trained and random-init)
+OUT/results.json, results.md   the variants table (test split)
 """
 
 from __future__ import annotations
@@ -38,15 +38,18 @@ def prepare(cfg: Config) -> dict[str, Any]:
     return summary
 
 
-def run_all(cfg: Config, out: str | Path, formats: list[str], *, fresh: bool = False,
-            progress: bool = True) -> dict[str, Any]:
+def run_all(
+    cfg: Config, out: str | Path, formats: list[str], *, fresh: bool = False, progress: bool = True
+) -> dict[str, Any]:
     """Pretrain each format (resuming unless fresh), evaluate every variant, write results."""
     from mfclr.evaluate import evaluate, load_frozen
     from mfclr.report import write_results
+    from mfclr.tracking import log_probe_rows
     from mfclr.train import resolve_device
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    group = cfg.tracking.group or out.resolve().name
     save_config(cfg, out / "config.yaml")
     write_json(out / "run.json", {"formats": formats, "git_sha": ckpt.git_sha()})
     data = prepare(cfg)
@@ -54,8 +57,9 @@ def run_all(cfg: Config, out: str | Path, formats: list[str], *, fresh: bool = F
     paths = {}
     for fmt in formats:
         log.info("== pretraining %s (%d epochs)", fmt, cfg.train.epochs)
-        paths[fmt] = pretrain_local(cfg, fmt, out / "pretrain" / fmt, resume=not fresh,
-                                    progress=progress)
+        paths[fmt] = pretrain_local(
+            cfg, fmt, out / "pretrain" / fmt, resume=not fresh, progress=progress
+        )
     log.info("== probing frozen embeddings")
     encoders = {fmt: load_frozen(p, fmt) for fmt, p in paths.items()}
     rows = evaluate(cfg, encoders, out, device=resolve_device(cfg.train.device))
@@ -68,4 +72,13 @@ def run_all(cfg: Config, out: str | Path, formats: list[str], *, fresh: bool = F
         "git_sha": ckpt.git_sha(),
     }
     json_path, md_path = write_results(out, rows, extra)
+    log_probe_rows(
+        cfg,
+        rows,
+        dir=out,
+        group=group,
+        dataset=extra["dataset"],
+        label_names=extra["label_names"],
+        git_sha=extra["git_sha"],
+    )
     return {"rows": rows, "results_json": json_path, "results_md": md_path, **extra}

@@ -44,18 +44,34 @@ class LocalReporter:
             ckpt.atomic_save(state, self.last)
         with open(self.run_dir / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps(metrics) + "\n")
-        extra = (f"  val accuracy {metrics['val_accuracy']:.3f}"
-                 if "val_accuracy" in metrics else "")
-        log.info("%s epoch %d/%d  loss %.4f  %.1f samples/s%s", self.fmt, metrics["epoch"],
-                 self.epochs, metrics["loss"], metrics["samples_per_s"], extra)
+        extra = f"  val accuracy {metrics['val_accuracy']:.3f}" if "val_accuracy" in metrics else ""
+        log.info(
+            "%s epoch %d/%d  loss %.4f  %.1f samples/s%s",
+            self.fmt,
+            metrics["epoch"],
+            self.epochs,
+            metrics["loss"],
+            metrics["samples_per_s"],
+            extra,
+        )
 
 
-def pretrain_local(cfg: Config, fmt: str, run_dir: str | Path, *, resume: bool = True,
-                   progress: bool = True) -> Path:
+def pretrain_local(
+    cfg: Config,
+    fmt: str,
+    run_dir: str | Path,
+    *,
+    resume: bool = True,
+    progress: bool = True,
+    tracking_dir: str | Path | None = None,
+    group: str | None = None,
+) -> Path:
     """Pretrain `fmt` in `run_dir` (resuming from its last checkpoint) and export the encoder.
 
-    Returns the exported encoder's path. A finished run is not trained again.
+    Returns the exported encoder's path. A finished run is not trained again. W&B runs go under
+    `tracking_dir` (default: run_dir), grouped by `group` (default: the run folder's name).
     """
+    from mfclr.tracking import safe_run_id, start_run, tracking_reporter
     from mfclr.train import pretrain  # torch-heavy import kept out of CLI start-up
 
     run_dir = Path(run_dir)
@@ -69,15 +85,29 @@ def pretrain_local(cfg: Config, fmt: str, run_dir: str | Path, *, resume: bool =
         reporter.last.unlink()
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
     save_config(cfg, run_dir / "config.yaml")
-    write_json(run_dir / "run.json", {"format": fmt, "git_sha": ckpt.git_sha(),
-                                      "status": "running"})
+    write_json(
+        run_dir / "run.json", {"format": fmt, "git_sha": ckpt.git_sha(), "status": "running"}
+    )
     if state is None or state["epoch"] < cfg.train.epochs:
-        pretrain(cfg, fmt, reporter, initial_state=state, progress=progress)
+        group = cfg.tracking.group or group or run_dir.name
+        tracker = start_run(cfg, job_type="pretrain", name=f"{group}-{fmt}",
+                            run_id=safe_run_id(group, fmt), dir=tracking_dir or run_dir, fmt=fmt,
+                            dataset=cfg.data.probe.kind, group=group)  # fmt: skip
+        with tracker:
+            pretrain(cfg, fmt, tracking_reporter(tracker, reporter), initial_state=state,
+                     progress=progress)  # fmt: skip
         state = ckpt.load(reporter.last, ckpt.PRETRAIN_KIND, fmt)
     else:
         log.info("%s: already trained for %d epochs; skipping", fmt, state["epoch"])
     encoder_path = ckpt.atomic_save(ckpt.pretrain_to_encoder(state), run_dir / "encoder.pt")
-    write_json(run_dir / "run.json", {"format": fmt, "git_sha": ckpt.git_sha(),
-                                      "status": "finished", "epochs": state["epoch"],
-                                      "final_loss": state["history"][-1]["loss"]})
+    write_json(
+        run_dir / "run.json",
+        {
+            "format": fmt,
+            "git_sha": ckpt.git_sha(),
+            "status": "finished",
+            "epochs": state["epoch"],
+            "final_loss": state["history"][-1]["loss"],
+        },
+    )
     return encoder_path

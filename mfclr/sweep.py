@@ -40,8 +40,18 @@ from mfclr.errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 # Sections of the sweep file itself; any other `--set` key goes to the base config's `set:`.
-SWEEP_SECTIONS = ("name", "preset", "config", "set", "dataset", "formats", "budget", "resources",
-                  "search", "storage")
+SWEEP_SECTIONS = (
+    "name",
+    "preset",
+    "config",
+    "set",
+    "dataset",
+    "formats",
+    "budget",
+    "resources",
+    "search",
+    "storage",
+)
 Scalar = str | int | float | bool
 
 
@@ -79,8 +89,9 @@ class ParamSpec(_Strict):
             raise ValueError(f"a log-scaled range needs low > 0 (got {self.low})")
         if self.log and self.step is not None:
             raise ValueError("'step' and 'log' cannot be combined (Optuna rejects it)")
-        if self.type == "int" and not (float(self.low).is_integer()
-                                       and float(self.high).is_integer()):
+        if self.type == "int" and not (
+            float(self.low).is_integer() and float(self.high).is_integer()
+        ):
             raise ValueError(f"an int parameter needs whole low/high (got {self.low}, {self.high})")
         return self
 
@@ -103,8 +114,10 @@ class Budget(_Strict):
     @model_validator(mode="after")
     def _fits(self) -> Budget:
         if self.grace_period > self.epochs:
-            raise ValueError(f"budget.grace_period ({self.grace_period}) exceeds budget.epochs "
-                             f"({self.epochs}); lower it")
+            raise ValueError(
+                f"budget.grace_period ({self.grace_period}) exceeds budget.epochs "
+                f"({self.epochs}); lower it"
+            )
         return self
 
 
@@ -142,8 +155,9 @@ class SweepSpec(_Strict):
             raise ValueError(f"formats {self.formats} lists a format twice")
         for pname in self.search.space:
             if not _NAME.match(pname.replace(".", "_")):
-                raise ValueError(f"search.space name '{pname}' may hold only letters, digits, "
-                                 "'.', '-' and '_'")
+                raise ValueError(
+                    f"search.space name '{pname}' may hold only letters, digits, '.', '-' and '_'"
+                )
         return self
 
     def param_keys(self) -> dict[str, str]:
@@ -214,15 +228,19 @@ def validate_space(spec: SweepSpec, base: Config, where: str) -> None:
             try:
                 base.with_overrides({key: value})
             except ConfigError as err:
-                raise ConfigError(f"{where}: search.space.{pname} ({key}={value!r}): {err}") \
-                    from None
+                raise ConfigError(
+                    f"{where}: search.space.{pname} ({key}={value!r}): {err}"
+                ) from None
     keys = spec.param_keys().values()
     if "train.val_head" in keys and spec.search.metric != "probe":
-        raise ConfigError(f"{where}: searching train.val_head has no effect with search.metric "
-                          "'knn'; set search.metric: probe or drop the parameter")
+        raise ConfigError(
+            f"{where}: searching train.val_head has no effect with search.metric "
+            "'knn'; set search.metric: probe or drop the parameter"
+        )
     if "train.epochs" in keys:
-        raise ConfigError(f"{where}: train.epochs is the budget, not a search key; "
-                          "set budget.epochs instead")
+        raise ConfigError(
+            f"{where}: train.epochs is the budget, not a search key; set budget.epochs instead"
+        )
 
 
 def load_sweep(path: str | Path, overrides: list[str] | None = None) -> tuple[SweepSpec, Config]:

@@ -35,6 +35,7 @@ from mfclr.heads import Projector
 from mfclr.loss import nt_xent
 from mfclr.probe.embed import embed_tracks
 from mfclr.probe.fit import fit_probe
+from mfclr.progress import enabled as progress_enabled
 
 log = logging.getLogger(__name__)
 
@@ -140,9 +141,11 @@ def _maybe_fail(epoch: int) -> None:
     os._exit(17)
 
 
-def knn_accuracy(bank: np.ndarray, bank_y: np.ndarray, query: np.ndarray, query_y: np.ndarray,
-                 k: int = 10) -> float:
+def knn_accuracy(
+    bank: np.ndarray, bank_y: np.ndarray, query: np.ndarray, query_y: np.ndarray, k: int = 10
+) -> float:
     """Cosine kNN (majority vote weighted by similarity) accuracy of `query` against `bank`."""
+
     def unit(a: np.ndarray) -> np.ndarray:
         return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-8)
 
@@ -152,8 +155,11 @@ def knn_accuracy(bank: np.ndarray, bank_y: np.ndarray, query: np.ndarray, query_
     n_classes = int(max(bank_y.max(), query_y.max())) + 1
     votes = np.zeros((len(query), n_classes))
     for j in range(k):
-        np.add.at(votes, (np.arange(len(query)), bank_y[idx[:, j]]),
-                  np.take_along_axis(sims, idx[:, j : j + 1], 1)[:, 0] + 1.0)
+        np.add.at(
+            votes,
+            (np.arange(len(query)), bank_y[idx[:, j]]),
+            np.take_along_axis(sims, idx[:, j : j + 1], 1)[:, 0] + 1.0,
+        )
     return float((votes.argmax(1) == query_y).mean())
 
 
@@ -166,13 +172,21 @@ def validation_metric(cfg: Config, fmt: str, encoder: nn.Module, device: torch.d
     for split in ("train", "valid"):
         sp = data.splits[split]
         chunks = iter_track_chunks(sp, cfg.data.crop_samples, cfg.train.max_eval_chunks)
-        feats[split] = embed_tracks(encoder, frontend, chunks, len(sp), device=device,
-                                    batch_size=cfg.train.batch_size)
+        feats[split] = embed_tracks(
+            encoder, frontend, chunks, len(sp), device=device, batch_size=cfg.train.batch_size
+        )
     ty, vy = data.splits["train"].labels, data.splits["valid"].labels
     if cfg.train.val_metric == "knn":
         return knn_accuracy(feats["train"], ty, feats["valid"], vy)
-    probe = fit_probe(feats["train"], ty, feats["valid"], vy, head=cfg.train.val_head,
-                      n_classes=len(data.label_names), cfg=cfg.probe)
+    probe = fit_probe(
+        feats["train"],
+        ty,
+        feats["valid"],
+        vy,
+        head=cfg.train.val_head,
+        n_classes=len(data.label_names),
+        cfg=cfg.probe,
+    )
     return float(probe.info["valid_accuracy"])
 
 
@@ -197,24 +211,35 @@ def pretrain(
     world, rank = dist.world_size(), dist.rank()
     per_rank_batch = min(tc.batch_size, max(2, len(dataset) // world))
     sampler = DistributedSampler(dataset, shuffle=True, seed=tc.seed) if world > 1 else None
-    loader = make_loader(dataset, per_rank_batch, shuffle=sampler is None, seed=tc.seed,
-                         workers=cfg.data.loader_workers, drop_last=True, sampler=sampler)
+    loader = make_loader(
+        dataset,
+        per_rank_batch,
+        shuffle=sampler is None,
+        seed=tc.seed,
+        workers=cfg.data.loader_workers,
+        drop_last=True,
+        sampler=sampler,
+    )
     s = _setup(cfg, fmt, device, initial_state)
     model: nn.Module = s.model
     if world > 1:
-        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
-                                        else None)
+        model = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     if tc.compile:
         model = torch.compile(model)
     augment = build_augment(fmt, cfg).to(device)
     gen = torch.Generator(device=device)
-    steps = len(loader) if tc.max_steps_per_epoch is None else min(len(loader),
-                                                                   tc.max_steps_per_epoch)
+    steps = (
+        len(loader) if tc.max_steps_per_epoch is None else min(len(loader), tc.max_steps_per_epoch)
+    )
     if steps == 0:
         from mfclr.errors import DataError
 
-        raise DataError(f"the pretraining split has {len(dataset)} tracks, fewer than one batch "
-                        f"per worker ({per_rank_batch}); add data or lower train.batch_size")
+        raise DataError(
+            f"the pretraining split has {len(dataset)} tracks, fewer than one batch "
+            f"per worker ({per_rank_batch}); add data or lower train.batch_size"
+        )
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
     gather = tc.gather_negatives and world > 1
     for epoch in range(s.start_epoch, tc.epochs):
@@ -222,11 +247,18 @@ def pretrain(
         dataset.set_epoch(epoch)
         if sampler is not None:
             sampler.set_epoch(epoch)
+        elif loader.generator is not None:  # the shuffle order depends on the epoch alone, so a
+            loader.generator.manual_seed(tc.seed * 7_919 + epoch)  # resumed run sees the same batches
         gen.manual_seed(tc.seed * 100_003 + epoch * 1_009 + rank)
         model.train()
         t0, total, n = time.perf_counter(), 0.0, 0
-        bar = tqdm(total=steps, desc=f"{fmt} epoch {epoch + 1}/{tc.epochs}", leave=False,
-                   disable=not (progress and dist.is_rank_zero()), unit="step")
+        bar = tqdm(
+            total=steps,
+            desc=f"{fmt} epoch {epoch + 1}/{tc.epochs}",
+            leave=False,
+            disable=not progress_enabled(progress and dist.is_rank_zero()),
+            unit="step",
+        )
         for step, pair in enumerate(loader):
             if step >= steps:
                 break
@@ -243,8 +275,10 @@ def pretrain(
             loss.backward()
             s.optimizer.step()
             if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"NT-Xent loss is {loss.item()} at epoch {epoch + 1}; "
-                                         "lower train.lr or check the input audio")
+                raise FloatingPointError(
+                    f"NT-Xent loss is {loss.item()} at epoch {epoch + 1}; "
+                    "lower train.lr or check the input audio"
+                )
             total, n = total + loss.item(), n + 1
             bar.set_postfix(loss=f"{loss.item():.3f}")
             bar.update()
@@ -258,9 +292,9 @@ def pretrain(
             "samples_per_s": n * per_rank_batch * world / max(seconds, 1e-9),
             "epoch_seconds": seconds,
         }
-        if tc.eval_every and ((epoch + 1) % tc.eval_every == 0 or epoch + 1 == tc.epochs):
-            if dist.is_rank_zero():
-                metrics[VAL_METRIC] = validation_metric(cfg, fmt, s.model.encoder, device)
+        due = tc.eval_every and ((epoch + 1) % tc.eval_every == 0 or epoch + 1 == tc.epochs)
+        if due and dist.is_rank_zero():
+            metrics[VAL_METRIC] = validation_metric(cfg, fmt, s.model.encoder, device)
         s.history.append(metrics)
         state = _checkpoint(cfg, fmt, s, epoch + 1, label_names) if dist.is_rank_zero() else None
         report(metrics, state)

@@ -101,14 +101,21 @@ class EvalReportCallback(TuneReportCallback):
     """Forwards to Tune only the epochs that carry the validation metric (with the checkpoint
     path): ASHA and Optuna read it from every result they get."""
 
-    def after_report(self, run_context: Any, metrics: list[dict[str, Any]],
-                     checkpoint: Checkpoint | None) -> None:
+    def after_report(
+        self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Checkpoint | None
+    ) -> None:
         if metrics and VAL_METRIC in metrics[0]:
             super().after_report(run_context, metrics, checkpoint)
 
 
-def trial_driver(config: dict[str, Any], *, base: dict[str, Any], keys: dict[str, str],
-                 train_storage: str, resources: dict[str, Any]) -> None:
+def trial_driver(
+    config: dict[str, Any],
+    *,
+    base: dict[str, Any],
+    keys: dict[str, str],
+    train_storage: str,
+    resources: dict[str, Any],
+) -> None:
     """One Tune trial: a Ray Train run named after the trial (resumed if it exists)."""
     fmt = config["format"]
     cfg = trial_config(build_config(base), config, keys)
@@ -119,17 +126,29 @@ def trial_driver(config: dict[str, Any], *, base: dict[str, Any], keys: dict[str
         tune.report({**done.metrics, "checkpoint_path": done.checkpoint.path})
         return
     gpus = resources["gpus_per_worker"]
-    result = launch(cfg, fmt, workers=resources["workers"], use_gpu=gpus > 0,
-                    storage_path=train_storage, name=name,
-                    max_failures=resources["max_failures"], callbacks=[EvalReportCallback()],
-                    cpus_per_worker=resources["cpus_per_worker"], gpus_per_worker=gpus)
+    result = launch(
+        cfg,
+        fmt,
+        workers=resources["workers"],
+        use_gpu=gpus > 0,
+        storage_path=train_storage,
+        name=name,
+        max_failures=resources["max_failures"],
+        callbacks=[EvalReportCallback()],
+        cpus_per_worker=resources["cpus_per_worker"],
+        gpus_per_worker=gpus,
+    )
     export_encoder(result, fmt)
 
 
 def _trainable(spec: SweepSpec, base: Config, storage: str) -> Any:
     driver = tune.with_parameters(
-        trial_driver, base=base.to_dict(), keys=spec.param_keys(),
-        train_storage=f"{storage}/{spec.name}/train", resources=spec.resources.model_dump())
+        trial_driver,
+        base=base.to_dict(),
+        keys=spec.param_keys(),
+        train_storage=f"{storage}/{spec.name}/train",
+        resources=spec.resources.model_dump(),
+    )
     # The driver only waits on its Train workers, which hold their own placement group. It asks
     # for memory, not CPU (Tune refuses an empty request): a trial never takes the CPU its own
     # workers need on a small cluster, and it fits on a head started with --num-cpus=0.
@@ -138,42 +157,92 @@ def _trainable(spec: SweepSpec, base: Config, storage: str) -> Any:
 
 def _new_tuner(spec: SweepSpec, base: Config, fmt: str, storage: str, verbose: int) -> tune.Tuner:
     params = {n: p.model_dump() for n, p in spec.search.space.items()}
-    searcher = OptunaSearch(space=partial(define_space, fmt=fmt, params=params),
-                            metric=VAL_METRIC, mode="max", seed=spec.search.seed)
+    searcher = OptunaSearch(
+        space=partial(define_space, fmt=fmt, params=params),
+        metric=VAL_METRIC,
+        mode="max",
+        seed=spec.search.seed,
+    )
     b = spec.budget
-    scheduler = ASHAScheduler(time_attr=TIME_ATTR, metric=VAL_METRIC, mode="max",
-                              max_t=b.epochs + 1, grace_period=b.grace_period,
-                              reduction_factor=b.reduction_factor)
+    scheduler = ASHAScheduler(
+        time_attr=TIME_ATTR,
+        metric=VAL_METRIC,
+        mode="max",
+        max_t=b.epochs + 1,
+        grace_period=b.grace_period,
+        reduction_factor=b.reduction_factor,
+    )
     return tune.Tuner(
         _trainable(spec, base, storage),
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
-                                    num_samples=b.trials,
-                                    max_concurrent_trials=b.max_concurrent_trials,
-                                    trial_name_creator=trial_name,
-                                    trial_dirname_creator=trial_name),
-        run_config=tune.RunConfig(name=fmt, storage_path=f"{storage}/{spec.name}/tune",
-                                  verbose=verbose),
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=b.trials,
+            max_concurrent_trials=b.max_concurrent_trials,
+            trial_name_creator=trial_name,
+            trial_dirname_creator=trial_name,
+        ),
+        run_config=tune.RunConfig(
+            name=fmt, storage_path=f"{storage}/{spec.name}/tune", verbose=verbose
+        ),
     )
 
 
-def tune_format(spec: SweepSpec, base: Config, fmt: str, storage: str, *, resume: bool,
-                verbose: int = 1) -> tune.ResultGrid:
+def _study_path(spec: SweepSpec, fmt: str, storage: str) -> str:
+    return f"{storage}/{spec.name}/tune/{fmt}"
+
+
+def _refuse_existing(spec: SweepSpec, path: str) -> None:
+    raise ConfigError(
+        f"sweep '{spec.name}' already has state at {path}; pass --resume "
+        "to continue it, or use another --out/--storage"
+    )
+
+
+def _check_start(spec: SweepSpec, out: Path, storage: str, resume: bool) -> None:
+    """Before any work: refuse to overwrite a sweep, or to resume it with another space."""
+    if not resume:
+        for fmt in spec.formats:
+            if tune.Tuner.can_restore(_study_path(spec, fmt, storage)):
+                _refuse_existing(spec, _study_path(spec, fmt, storage))
+        return
+    saved = out / "sweep.yaml"
+    if saved.is_file():
+        before = yaml.safe_load(saved.read_text()).get("search")
+        if before != spec.model_dump(mode="json")["search"]:
+            raise ConfigError(
+                f"sweep '{spec.name}': the search section differs from the one in {saved}; "
+                "resume with the original sweep file, or start a new sweep under another name"
+            )
+
+
+def tune_format(
+    spec: SweepSpec, base: Config, fmt: str, storage: str, *, resume: bool, verbose: int = 1
+) -> tune.ResultGrid:
     """Run (or resume) one format's study; raises SweepInterrupted if it did not finish."""
-    path = f"{storage}/{spec.name}/tune/{fmt}"
+    path = _study_path(spec, fmt, storage)
     if tune.Tuner.can_restore(path):
         if not resume:
-            raise ConfigError(f"sweep '{spec.name}' already has state at {path}; pass --resume "
-                              "to continue it, or use another --out/--storage")
+            _refuse_existing(spec, path)
         log.info("%s: restoring the study from %s", fmt, path)
-        tuner = tune.Tuner.restore(path, trainable=_trainable(spec, base, storage),
-                                   resume_unfinished=True, resume_errored=True)
+        tuner = tune.Tuner.restore(
+            path,
+            trainable=_trainable(spec, base, storage),
+            resume_unfinished=True,
+            resume_errored=True,
+        )
     else:
         tuner = _new_tuner(spec, base, fmt, storage, verbose)
     grid = tuner.fit()
-    finished = grid.num_terminated + grid.num_errors
-    if finished < len(grid) or len(grid) < spec.budget.trials:
-        raise SweepInterrupted(f"sweep '{spec.name}' ({fmt}) stopped with {finished} of "
-                               f"{spec.budget.trials} trials finished; state saved in {path}")
+    # After Ctrl-C, fit() returns normally and reports stopped trials as terminated: the saved
+    # experiment state (what --resume restores) tells which trials really finished.
+    saved = tune.ExperimentAnalysis(path, storage_filesystem=grid.filesystem).trials
+    finished = sum(t.status in ("TERMINATED", "ERROR") for t in saved)
+    if finished < spec.budget.trials:
+        raise SweepInterrupted(
+            f"sweep '{spec.name}' ({fmt}) stopped with {finished} of "
+            f"{spec.budget.trials} trials finished; state saved in {path}"
+        )
     return grid
 
 
@@ -184,9 +253,16 @@ def _trial_rows(grid: tune.ResultGrid) -> list[dict[str, Any]]:
     rows = []
     for r in grid:
         m = r.metrics or {}
-        rows.append({"trial": Path(r.path).name, "config": r.config, VAL_METRIC: m.get(VAL_METRIC),
-                     "epochs_done": m.get(TIME_ATTR), "checkpoint": m.get("checkpoint_path"),
-                     "error": str(r.error).splitlines()[0][:300] if r.error else None})
+        rows.append(
+            {
+                "trial": Path(r.path).name,
+                "config": r.config,
+                VAL_METRIC: m.get(VAL_METRIC),
+                "epochs_done": m.get(TIME_ATTR),
+                "checkpoint": m.get("checkpoint_path"),
+                "error": str(r.error).splitlines()[0][:300] if r.error else None,
+            }
+        )
     return rows
 
 
@@ -194,26 +270,40 @@ def best_trial(spec: SweepSpec, fmt: str, grid: tune.ResultGrid, out: Path) -> d
     """The best trial by the validation metric; its checkpoint exported to out/best/<fmt>.pt."""
     scored = [r for r in grid if (r.metrics or {}).get(VAL_METRIC) is not None]
     if not scored:
-        raise MfclrError(f"no {fmt} trial of sweep '{spec.name}' reported {VAL_METRIC}; "
-                         f"see the trial errors under {grid.experiment_path}")
+        raise MfclrError(
+            f"no {fmt} trial of sweep '{spec.name}' reported {VAL_METRIC}; "
+            f"see the trial errors under {grid.experiment_path}"
+        )
     best = grid.get_best_result(metric=VAL_METRIC, mode="max", scope="last")
     source = best.metrics["checkpoint_path"]
     state = load_checkpoint(Checkpoint(path=source, filesystem=grid.filesystem), fmt)
     encoder = ckpt.atomic_save(ckpt.pretrain_to_encoder(state), out / "best" / f"{fmt}.pt")
     keys = spec.param_keys()
     chosen = {n: best.config.get(n) for n in keys if best.config.get(n) is not None}
-    return {"trial": Path(best.path).name, VAL_METRIC: best.metrics[VAL_METRIC],
-            "epochs_done": best.metrics.get(TIME_ATTR), "hyperparameters": chosen,
-            "config_keys": {n: keys[n] for n in chosen}, "checkpoint": source,
-            "encoder": str(encoder), "trials": _trial_rows(grid)}
+    return {
+        "trial": Path(best.path).name,
+        VAL_METRIC: best.metrics[VAL_METRIC],
+        "epochs_done": best.metrics.get(TIME_ATTR),
+        "hyperparameters": chosen,
+        "config_keys": {n: keys[n] for n in chosen},
+        "checkpoint": source,
+        "encoder": str(encoder),
+        "trials": _trial_rows(grid),
+    }
 
 
 def _best_table(best: dict[str, dict[str, Any]]) -> str:
-    lines = ["## Best trial per format (validation split)", "",
-             f"| format | trial | {VAL_METRIC} | epochs | hyperparameters |", "|---|---|---:|---:|---|"]
+    lines = [
+        "## Best trial per format (validation split)",
+        "",
+        f"| format | trial | {VAL_METRIC} | epochs | hyperparameters |",
+        "|---|---|---:|---:|---|",
+    ]
     for fmt, b in best.items():
-        hp = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                       for k, v in b["hyperparameters"].items())
+        hp = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in b["hyperparameters"].items()
+        )
         lines.append(f"| {fmt} | {b['trial']} | {b[VAL_METRIC]:.3f} | {b['epochs_done']} | {hp} |")
     return "\n".join(lines) + "\n"
 
@@ -225,8 +315,9 @@ def _atomic_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def finish_sweep(spec: SweepSpec, base: Config, best: dict[str, dict[str, Any]], out: Path,
-                 storage: str) -> dict[str, Any]:
+def finish_sweep(
+    spec: SweepSpec, base: Config, best: dict[str, dict[str, Any]], out: Path, storage: str
+) -> dict[str, Any]:
     """Fused-probe evaluation of the best encoders; results.json + results.md in `out`."""
     from mfclr.data import load_dataset
     from mfclr.evaluate import evaluate, load_frozen
@@ -236,22 +327,36 @@ def finish_sweep(spec: SweepSpec, base: Config, best: dict[str, dict[str, Any]],
     encoders = {fmt: load_frozen(b["encoder"], fmt) for fmt, b in best.items()}
     rows = evaluate(base, encoders, out, device=resolve_device(base.train.device))
     data = load_dataset(base.data, "probe")
-    extra = {"sweep": spec.name, "dataset": data.name, "test_tracks": len(data.splits["test"]),
-             "label_names": data.label_names, "validation_metric": VAL_METRIC,
-             "storage": storage, "embeddings": str(out / "embeddings"), "best": best,
-             "git_sha": ckpt.git_sha()}
+    extra = {
+        "sweep": spec.name,
+        "dataset": data.name,
+        "test_tracks": len(data.splits["test"]),
+        "label_names": data.label_names,
+        "validation_metric": VAL_METRIC,
+        "storage": storage,
+        "embeddings": str(out / "embeddings"),
+        "best": best,
+        "git_sha": ckpt.git_sha(),
+    }
     json_path, md_path = write_results(out, rows, extra)
     _atomic_text(md_path, md_path.read_text(encoding="utf-8") + "\n" + _best_table(best))
-    if is_remote(storage):
+    if is_remote(storage):  # the local sweep folder may be a job's ephemeral working dir
         import pyarrow.fs
 
-        for name in ("results.json", "results.md"):
+        for name in ["results.json", "results.md", *(f"best/{fmt}.pt" for fmt in best)]:
             pyarrow.fs.copy_files(str(out / name), f"{storage}/{spec.name}/{name}")
     return {"rows": rows, "results_json": json_path, "results_md": md_path, **extra}
 
 
-def run_sweep(spec: SweepSpec, base: Config, out: str | Path, *, storage: str | None = None,
-              resume: bool = False, verbose: int = 1) -> dict[str, Any]:
+def run_sweep(
+    spec: SweepSpec,
+    base: Config,
+    out: str | Path,
+    *,
+    storage: str | None = None,
+    resume: bool = False,
+    verbose: int = 1,
+) -> dict[str, Any]:
     """Every format's study, then the fused probe; returns the results (see finish_sweep)."""
     from mfclr.pipeline import prepare
 
@@ -259,6 +364,7 @@ def run_sweep(spec: SweepSpec, base: Config, out: str | Path, *, storage: str | 
     storage = storage or spec.storage or str(out.parent)
     storage = storage.rstrip("/") if is_remote(storage) else str(Path(storage).resolve())
     base = absolute_paths(base)
+    _check_start(spec, out, storage, resume)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
     save_config(base, out / "config.yaml")
@@ -276,8 +382,11 @@ def run_sweep(spec: SweepSpec, base: Config, out: str | Path, *, storage: str | 
 def print_summary(result: dict[str, Any], file: Any = sys.stdout) -> None:
     from mfclr.report import results_table
 
-    print(f"\nsweep {result['sweep']}: test split of {result['dataset']} "
-          f"({result['test_tracks']} tracks)\n", file=file)
+    print(
+        f"\nsweep {result['sweep']}: test split of {result['dataset']} "
+        f"({result['test_tracks']} tracks)\n",
+        file=file,
+    )
     print(results_table(result["rows"]), file=file)
     print("\n" + _best_table(result["best"]), file=file)
     print(f"results: {result['results_json']}  {result['results_md']}", file=file)

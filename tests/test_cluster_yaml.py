@@ -37,8 +37,10 @@ def test_cluster_yaml_passes_rays_config_check() -> None:
 def test_cluster_yaml_keeps_the_projects_promises() -> None:
     cfg = _load()
     nodes = cfg["available_node_types"]
-    head, workers = nodes[cfg["head_node_type"]], {k: v for k, v in nodes.items()
-                                                   if k != cfg["head_node_type"]}
+    head, workers = (
+        nodes[cfg["head_node_type"]],
+        {k: v for k, v in nodes.items() if k != cfg["head_node_type"]},
+    )
     # An explicit, pinned image; explicit AMIs (the provider default is an old Ubuntu 18.04).
     assert re.fullmatch(r"rayproject/ray:2\.60\.0-py311-gpu", cfg["docker"]["image"])
     for node in nodes.values():
@@ -46,8 +48,10 @@ def test_cluster_yaml_keeps_the_projects_promises() -> None:
     # A CPU head that trains nothing; GPU workers that autoscale from zero.
     assert head["resources"].get("GPU", 0) == 0 and head["resources"]["CPU"] == 0
     assert "--num-cpus=0" in " ".join(cfg["head_start_ray_commands"])
-    assert workers and all(w["resources"]["GPU"] >= 1 and w["min_workers"] == 0
-                           and w["max_workers"] > 0 for w in workers.values())
+    assert workers and all(
+        w["resources"]["GPU"] >= 1 and w["min_workers"] == 0 and w["max_workers"] > 0
+        for w in workers.values()
+    )
     # Workers upload checkpoints to S3 themselves: they need their own instance profile.
     assert all("IamInstanceProfile" in w["node_config"] for w in workers.values())
     # mfclr is installed with the stack pinned in pyproject.toml.
@@ -56,15 +60,18 @@ def test_cluster_yaml_keeps_the_projects_promises() -> None:
     assert '"ray[default,tune,train]==2.60.0"' in pyproject and '"torch==2.11.0"' in pyproject
     # The dashboard/jobs port is never opened to the internet.
     rules = cfg["provider"]["security_group"]["IpPermissions"]
-    assert not any(r.get("FromPort", 0) <= port <= r.get("ToPort", -1)
-                   for r in rules for port in (8265, 10001))
+    assert not any(
+        r.get("FromPort", 0) <= port <= r.get("ToPort", -1) for r in rules for port in (8265, 10001)
+    )
 
 
 @pytest.mark.parametrize(
     ("breakage", "needle"),
     [
-        (lambda c: c["available_node_types"]["gpu_worker"]["resources"].update(GPU=0.5),
-         "is not of type 'integer'"),
+        (
+            lambda c: c["available_node_types"]["gpu_worker"]["resources"].update(GPU=0.5),
+            "is not of type 'integer'",
+        ),
         (lambda c: c.update(head_node_type="nope"), "head_node_type"),
         (lambda c: c["available_node_types"]["gpu_worker"].update(min_workers=9), "max_workers"),
         (lambda c: c.update(max_wrokers=3), "Additional properties"),

@@ -24,24 +24,38 @@ pytestmark = pytest.mark.ray
 
 @pytest.fixture(scope="module")
 def ray_runtime() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=True, log_to_driver=False,
-             configure_logging=False)
+    ray.init(num_cpus=2, include_dashboard=True, log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()
 
 
 def _cfg(tmp: Path, **over: object) -> Config:
-    base = {"data.cache_dir": str(tmp / "cache"), "train.epochs": 3, "train.eval_every": 0,
-            "train.batch_size": 8, "train.max_steps_per_epoch": 2}
+    base = {
+        "data.cache_dir": str(tmp / "cache"),
+        "train.epochs": 3,
+        "train.eval_every": 0,
+        "train.batch_size": 8,
+        "train.max_steps_per_epoch": 2,
+    }
     return load_config(None, "tiny", {**base, **over})
 
 
 def test_killed_worker_resumes_from_last_checkpoint(ray_runtime: None, tmp_path: Path) -> None:
     marker = tmp_path / "fault-fired"
-    result = launch(_cfg(tmp_path), "audio", workers=2, use_gpu=False,
-                    storage_path=str(tmp_path / "runs"), name="audio_fault", max_failures=1,
-                    env_vars={"MFCLR_FAIL_AT_EPOCH": "2", "MFCLR_FAIL_RANK": "1",
-                              "MFCLR_FAIL_MARKER": str(marker)})
+    result = launch(
+        _cfg(tmp_path),
+        "audio",
+        workers=2,
+        use_gpu=False,
+        storage_path=str(tmp_path / "runs"),
+        name="audio_fault",
+        max_failures=1,
+        env_vars={
+            "MFCLR_FAIL_AT_EPOCH": "2",
+            "MFCLR_FAIL_RANK": "1",
+            "MFCLR_FAIL_MARKER": str(marker),
+        },
+    )
     assert marker.exists(), "the fault hook never fired"
     assert result.error is None
     m = result.metrics
@@ -58,8 +72,15 @@ def test_killed_worker_resumes_from_last_checkpoint(ray_runtime: None, tmp_path:
 
     # Fitting the same (storage, name) again finds the finished run and starts no workers.
     t0 = time.perf_counter()
-    again = launch(_cfg(tmp_path), "audio", workers=2, use_gpu=False,
-                   storage_path=str(tmp_path / "runs"), name="audio_fault", max_failures=1)
+    again = launch(
+        _cfg(tmp_path),
+        "audio",
+        workers=2,
+        use_gpu=False,
+        storage_path=str(tmp_path / "runs"),
+        name="audio_fault",
+        max_failures=1,
+    )
     assert time.perf_counter() - t0 < 5
     assert again.checkpoint.path == result.checkpoint.path
 
@@ -67,6 +88,13 @@ def test_killed_worker_resumes_from_last_checkpoint(ray_runtime: None, tmp_path:
 def test_a_data_error_in_a_worker_is_one_line(ray_runtime: None, tmp_path: Path) -> None:
     cfg = _cfg(tmp_path, **{"data.probe.kind": "folder", "data.probe.root": str(tmp_path / "no")})
     with pytest.raises(DataError) as err:
-        launch(cfg, "spectrogram", workers=1, use_gpu=False,
-               storage_path=str(tmp_path / "runs"), name="bad", max_failures=0)
+        launch(
+            cfg,
+            "spectrogram",
+            workers=1,
+            use_gpu=False,
+            storage_path=str(tmp_path / "runs"),
+            name="bad",
+            max_failures=0,
+        )
     assert "Ray Train run 'bad' failed" in str(err.value) and "\n" not in str(err.value)

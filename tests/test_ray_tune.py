@@ -16,14 +16,16 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+import yaml
 
 ray = pytest.importorskip("ray")
 
 from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 
 from mfclr.config import load_config  # noqa: E402
+from mfclr.errors import ConfigError  # noqa: E402
 from mfclr.sweep import load_sweep  # noqa: E402
-from mfclr.tune import VAL_METRIC, define_space, trial_config  # noqa: E402
+from mfclr.tune import VAL_METRIC, define_space, run_sweep, trial_config  # noqa: E402
 
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,8 +38,12 @@ def _params() -> dict[str, dict]:
 
 
 def _suggest(fmt: str, seed: int, n: int = 3) -> list[dict]:
-    searcher = OptunaSearch(space=partial(define_space, fmt=fmt, params=_params()),
-                            metric=VAL_METRIC, mode="max", seed=seed)
+    searcher = OptunaSearch(
+        space=partial(define_space, fmt=fmt, params=_params()),
+        metric=VAL_METRIC,
+        mode="max",
+        seed=seed,
+    )
     return [searcher.suggest(f"t{i}") for i in range(n)]
 
 
@@ -47,35 +53,52 @@ def test_space_is_conditional_on_the_format_and_seeded() -> None:
     assert all(2 <= c["mask_size"] <= 12 for c in spec)
     # Same keys for every format (W&B group-by), values inside the sweep file's ranges.
     assert set(audio[0]) == set(spec[0])
-    assert all(0.1 <= c["temperature"] <= 1.0 and c["probe_head"] in ("linear", "mlp")
-               for c in audio + spec)
+    assert all(
+        0.1 <= c["temperature"] <= 1.0 and c["probe_head"] in ("linear", "mlp")
+        for c in audio + spec
+    )
     assert _suggest("audio", 0) == audio and _suggest("audio", 1) != audio
 
 
 def test_trial_config_maps_names_to_config_keys() -> None:
     spec, base = load_sweep(SMOKE)
-    cfg = trial_config(base, {"format": "audio", "temperature": 0.2, "mask_size": None,
-                              "probe_head": "mlp"}, spec.param_keys())
+    cfg = trial_config(
+        base,
+        {"format": "audio", "temperature": 0.2, "mask_size": None, "probe_head": "mlp"},
+        spec.param_keys(),
+    )
     assert cfg.train.temperature == 0.2 and cfg.train.val_head == "mlp"
     assert cfg.augment.spectrogram.freq_mask.size == base.augment.spectrogram.freq_mask.size
     assert load_config(None, "tiny").train.temperature != 0.2
 
 
+def test_resume_with_another_search_space_is_refused(tmp_path: Path) -> None:
+    spec, base = load_sweep(SMOKE)
+    changed, _ = load_sweep(SMOKE, ["search.seed=7"])
+    folder = tmp_path / spec.name
+    folder.mkdir()
+    (folder / "sweep.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+    with pytest.raises(ConfigError, match="search section differs"):
+        run_sweep(changed, base, tmp_path, resume=True)
+
+
 @pytest.fixture(scope="module")
 def ray_address() -> Iterator[str]:
-    ctx = ray.init(num_cpus=2, include_dashboard=True, log_to_driver=False,
-                   configure_logging=False)
+    ctx = ray.init(num_cpus=2, include_dashboard=True, log_to_driver=False, configure_logging=False)
     yield ctx.address_info["gcs_address"]
     ray.shutdown()
 
 
-def _sweep_cmd(out: Path, cache: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "mfclr", "sweep", str(SMOKE), "--out", str(out), "--quiet",
-            "--set", "formats=[spectrogram]", "--set", "budget.trials=2",
-            "--set", "budget.epochs=2", "--set", "budget.grace_period=2",
-            "--set", "train.max_steps_per_epoch=2", "--set", "train.batch_size=8",
-            "--set", "probe.heads=[linear]", "--set", "probe.random_init_control=false",
-            "--set", f"data.cache_dir={cache}", *extra]
+OVERRIDES = [
+    "formats=[spectrogram]",
+    "budget.trials=2",
+    "budget.epochs=2",
+    "budget.grace_period=2",
+    "train.max_steps_per_epoch=2",
+    "train.batch_size=8",
+    "probe.heads=[linear]",
+    "probe.random_init_control=false",
+]
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float) -> None:
@@ -87,49 +110,58 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float) -> None:
 
 
 def _snapshot(folder: Path) -> dict[str, float]:
-    return {str(p.relative_to(folder)): p.stat().st_mtime for p in folder.rglob("*")
-            if p.is_file()}
+    return {str(p.relative_to(folder)): p.stat().st_mtime for p in folder.rglob("*") if p.is_file()}
 
 
 def test_interrupted_sweep_resumes_without_rerunning_finished_trials(
-        ray_address: str, tmp_path: Path) -> None:
-    out, cache = tmp_path / "sweeps", tmp_path / "cache"
-    env = {**os.environ, "RAY_ADDRESS": ray_address}
+    ray_address: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "sweeps"
+    overrides = [*OVERRIDES, f"data.cache_dir={tmp_path / 'cache'}"]
+    cmd = [sys.executable, "-m", "mfclr", "sweep", str(SMOKE), "--out", str(out), "--quiet"]
+    for item in overrides:
+        cmd += ["--set", item]
     sweep = out / "smoke"
-    proc = subprocess.Popen(_sweep_cmd(out, cache), cwd=ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # The CLI, joined to this module's Ray runtime, gets a real SIGINT (Ctrl-C) mid-trial 2.
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env={**os.environ, "RAY_ADDRESS": ray_address},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         _wait_for(sweep / "train" / "spectrogram_001" / "encoder.pt", proc, 150)
         _wait_for(sweep / "train" / "spectrogram_002", proc, 60)
-        proc.send_signal(signal.SIGINT)  # Ctrl-C while the second trial trains
+        proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=90)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, stderr[-2000:]
-    assert "--resume" in stderr and not (sweep / "results.json").exists()
+    assert "1 of 2 trials finished" in stderr and "--resume" in stderr
+    assert not (sweep / "results.json").exists()
     first = _snapshot(sweep / "train" / "spectrogram_001")
-    first_results = (sweep / "tune" / "spectrogram" / "spectrogram_001" / "result.json").read_text()
+    tune_results = sweep / "tune" / "spectrogram" / "spectrogram_001" / "result.json"
+    first_results = tune_results.read_text()
 
-    # Without --resume the existing state is refused in one line; with it the sweep finishes.
-    again = subprocess.run(_sweep_cmd(out, cache), cwd=ROOT, env=env, text=True,
-                           capture_output=True, timeout=60)
-    assert again.returncode == 2 and "pass --resume" in again.stderr
-    done = subprocess.run(_sweep_cmd(out, cache, "--resume"), cwd=ROOT, env=env, text=True,
-                          capture_output=True, timeout=240)
-    assert done.returncode == 0, done.stderr[-3000:]
+    # Without --resume the saved state is refused in one line; with it the sweep finishes.
+    spec, base = load_sweep(SMOKE, overrides)
+    with pytest.raises(ConfigError, match="pass --resume"):
+        run_sweep(spec, base, out, resume=False, verbose=0)
+    results = run_sweep(spec, base, out, resume=True, verbose=0)
 
     # The finished trial was not run again: its Train run and its Tune results are untouched.
     assert _snapshot(sweep / "train" / "spectrogram_001") == first
-    assert (sweep / "tune" / "spectrogram" / "spectrogram_001" / "result.json").read_text() \
-        == first_results
-    results = json.loads((sweep / "results.json").read_text())
+    assert tune_results.read_text() == first_results
+    assert json.loads((sweep / "results.json").read_text())["best"] == results["best"]
     best = results["best"]["spectrogram"]
     trials = {t["trial"]: t for t in best["trials"]}
     assert set(trials) == {"spectrogram_001", "spectrogram_002"}  # stable names
     assert all(t["epochs_done"] == 2 and t["error"] is None for t in trials.values())
-    assert best["trial"] in trials and set(best["hyperparameters"]) >= {"temperature",
-                                                                          "mask_size"}
+    assert best["trial"] in trials and {"temperature", "mask_size"} <= set(best["hyperparameters"])
+    assert best[VAL_METRIC] == max(t[VAL_METRIC] for t in trials.values())
     assert Path(best["encoder"]).is_file()
     # The fused-probe table is on the test split; the selection used validation only.
     rows = results["rows"]

@@ -42,15 +42,20 @@ def test_smoke_sweep_is_small_and_searches_the_issue_space() -> None:
     assert base.data.probe.kind == "embedded" and base.data.sample_rate == 8000
     assert spec.formats == ["audio", "spectrogram"] and spec.budget.trials <= 2
     keys = spec.param_keys()
-    assert {"train.temperature", "train.weight_decay", "train.val_head",
-            "augment.spectrogram.freq_mask.size"} <= set(keys.values())
+    assert {
+        "train.temperature",
+        "train.weight_decay",
+        "train.val_head",
+        "augment.spectrogram.freq_mask.size",
+    } <= set(keys.values())
     assert spec.search.space["mask_size"].formats == ["spectrogram"]
 
 
 def test_overrides_edit_the_sweep_or_its_config() -> None:
-    spec, base = load_sweep(ROOT / "sweeps" / "smoke.yaml",
-                            ["budget.trials=1", "formats=[audio]", "train.batch_size=8",
-                             "data.cache_dir=/tmp/x"])
+    spec, base = load_sweep(
+        ROOT / "sweeps" / "smoke.yaml",
+        ["budget.trials=1", "formats=[audio]", "train.batch_size=8", "data.cache_dir=/tmp/x"],
+    )
     assert spec.budget.trials == 1 and spec.formats == ["audio"]
     assert base.train.batch_size == 8 and base.data.cache_dir == "/tmp/x"
 
@@ -94,8 +99,7 @@ _DELETE = object()
         ("resources/workers", 1.5, "resources.workers"),
     ],
 )
-def test_mistakes_are_one_line_errors(tmp_path: Path, where: str, value: Any,
-                                      needle: str) -> None:
+def test_mistakes_are_one_line_errors(tmp_path: Path, where: str, value: Any, needle: str) -> None:
     path = _write(tmp_path, _set(_smoke(), where, value))
     with pytest.raises(ConfigError) as err:
         load_sweep(path)
@@ -121,11 +125,21 @@ def test_a_missing_file_and_bad_yaml_are_one_line_errors(tmp_path: Path) -> None
 
 
 def test_cli_check_validates_without_ray(tmp_path: Path) -> None:
-    ok = subprocess.run([sys.executable, "-m", "mfclr", "sweep", "sweeps/smoke.yaml", "--check"],
-                        cwd=ROOT, capture_output=True, text=True, timeout=60)
+    ok = subprocess.run(
+        [sys.executable, "-m", "mfclr", "sweep", "sweeps/smoke.yaml", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert ok.returncode == 0 and "is valid" in ok.stdout
     path = _write(tmp_path, _set(_smoke(), "budget/trails", 3))
-    bad = subprocess.run([sys.executable, "-m", "mfclr", "sweep", str(path), "--check"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-m", "mfclr", "sweep", str(path), "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and "unknown key 'budget.trails'" in bad.stderr

@@ -68,7 +68,7 @@ class RandomFilter(nn.Module):
         Low-pass uses only `high`, high-pass only `low`, band-pass both.
         """
         c = self.cfg
-        u = torch.rand(5, k, device=device, generator=g)
+        u = torch.rand(4, k, device=device, generator=g)
         kind = torch.randint(0, 3, (k,), device=device, generator=g)
         order = torch.randint(MIN_ORDER, MAX_ORDER + 1, (k,), device=device, generator=g)
         lp = self._mel_uniform(c.min_lowpass_hz, c.max_lowpass_hz, u[0])

@@ -21,7 +21,11 @@ import torch
 import torchaudio
 from torch import Tensor, nn
 
+from mfclr.errors import ConfigError
+
 MAX_CENTS_ERROR = 4.0
+# Shorter clips are too short to analyse (a 2 ms crop is no music anyway).
+MIN_SAMPLES = 64
 
 
 @lru_cache(maxsize=64)
@@ -176,6 +180,11 @@ def pitch_shift(x: Tensor, semitones: int, n_fft: int = 2048, hop: int | None = 
     if semitones == 0 or x.shape[0] == 0:
         return x
     length = x.shape[-1]
+    if length < MIN_SAMPLES:
+        raise ConfigError(
+            f"pitch shift needs clips of at least {MIN_SAMPLES} samples, got {length}; "
+            "raise data.clip_seconds or set augment.audio.pitch.p to 0"
+        )
     hop = hop or n_fft // 4
     p, q = semitone_ratio(semitones)
     if p > q:  # up: shorten by q/p first, then stretch back to T

@@ -38,6 +38,7 @@ from mfclr.data.store import (
     write_index,
 )
 from mfclr.errors import AudioError, DataError
+from mfclr.progress import enabled as progress_enabled
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class _Builder:
         total = sum(len(s) for s in tracks.splits.values())
         self.bar = tqdm(
             total=total, desc=f"decoding {tracks.root.name}", unit="track", file=sys.stderr,
-            disable=not progress or total < PROGRESS_MIN_TRACKS, leave=False,
+            disable=not progress_enabled(progress) or total < PROGRESS_MIN_TRACKS, leave=False,
         )  # fmt: skip
 
     def decode(self, path: Path) -> np.ndarray | None:

@@ -27,6 +27,7 @@ from mfclr.data.compose import render_clip
 from mfclr.data.genres import GENRES
 from mfclr.data.listing import SPLITS, stratified_split, write_split_files
 from mfclr.errors import DataError
+from mfclr.progress import enabled as progress_enabled
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def _write_all(tmp: Path, params: dict[str, Any], progress: bool) -> None:
     rel_paths, labels = [], []
     bar = tqdm(
         total=len(genres) * per_class, desc="generating embedded dataset", unit="clip",
-        file=sys.stderr, disable=not progress, leave=False,
+        file=sys.stderr, disable=not progress_enabled(progress), leave=False,
     )  # fmt: skip
     with bar:
         for c, genre in enumerate(genres):

@@ -21,6 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 from mfclr.errors import DataError
+from mfclr.progress import enabled as progress_enabled
 
 FILE_VERSION = 1
 
@@ -102,7 +103,8 @@ def embed_tracks(
     n_pend, length = 0, None
     try:
         with torch.inference_mode():
-            for track, arr in tqdm(chunks, total=n_tracks, unit="track", disable=not progress):
+            for track, arr in tqdm(chunks, total=n_tracks, unit="track", leave=False,
+                                    disable=not progress_enabled(progress)):
                 arr = np.asarray(arr, dtype=np.float32)
                 _check_chunks(track, arr, n_tracks, length)
                 length = arr.shape[1]

@@ -3,11 +3,15 @@
 Probes are learning-rate sensitive, so each (lr, weight_decay) grid point is trained with Adam
 and early stopping on valid, and the grid point with the best valid accuracy (ties: lower valid
 loss, then grid order) wins. The test split never enters this module.
+
+`fit_probe` fits a linear/MLP head; `fit_model` fits any module over the same standardised
+features with the same grid and loop (the `gated` fusion uses it).
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +26,9 @@ from mfclr.errors import ConfigError, DataError
 HEADS: tuple[str, ...] = ("linear", "mlp")
 
 
-def _make_head(kind: str, in_dim: int, n_classes: int, hidden_dim: int) -> nn.Module:
-    """`mfclr.heads.ProbeHead` when it exists; until then an identical private stand-in."""
+def make_head(kind: str, in_dim: int, n_classes: int, hidden_dim: int) -> nn.Module:
+    """A probe head (n, in_dim) -> (n, n_classes) logits: `mfclr.heads.ProbeHead` when it exists;
+    until then an identical private stand-in."""
     if kind not in HEADS:
         raise ConfigError(f"unknown probe head '{kind}'; choose one of {', '.join(HEADS)}")
     try:
@@ -181,6 +186,81 @@ def _train_one(
     return best
 
 
+def fit_grid(
+    train: tuple[np.ndarray, np.ndarray],
+    valid: tuple[np.ndarray, np.ndarray],
+    build: Callable[[], nn.Module],
+    cfg: ProbeConfig,
+    device: str | torch.device = "cpu",
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Train `build()` once per cfg.lrs x cfg.weight_decays grid point; keep the best on valid.
+
+    `train`/`valid` are (features (n, D) float32, already standardised; int labels (n,)). Each
+    grid point starts from the same seeded init (only lr/wd differ) and is early-stopped on valid
+    loss/accuracy; the winner has the best valid accuracy (ties: lower valid loss, then grid
+    order). Returns that model in eval mode and info: lr, weight_decay, best_epoch,
+    valid_accuracy, valid_loss, grid (one entry per grid point). The global RNG is untouched.
+    """
+    _check_grid(cfg)
+    dev = torch.device(device)
+    x, vx = (
+        torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(dev) for a in (train[0], valid[0])
+    )
+    y, vy = (torch.from_numpy(np.asarray(a, dtype=np.int64)).to(dev) for a in (train[1], valid[1]))
+    grid: list[dict[str, Any]] = []
+    best: tuple[tuple[float, float], _Run, float, float, nn.Module] | None = None
+    for lr, wd in itertools.product(cfg.lrs, cfg.weight_decays):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)  # same init for every grid point: only lr/wd differ
+            model = build().to(dev)
+        run = _train_one(x, y, vx, vy, model, lr, wd, cfg)
+        grid.append(
+            {"lr": lr, "weight_decay": wd, "best_epoch": run.epoch}
+            | {"valid_accuracy": run.accuracy, "valid_loss": run.loss}
+        )
+        key = (run.accuracy, -run.loss)
+        if best is None or key > best[0]:
+            best = (key, run, lr, wd, model)
+    assert best is not None  # _check_grid
+    _, run, lr, wd, final = best
+    final.load_state_dict(run.state)
+    final.eval()
+    info = {
+        "lr": lr,
+        "weight_decay": wd,
+        "best_epoch": run.epoch,
+        "valid_accuracy": run.accuracy,
+        "valid_loss": run.loss,
+        "grid": grid,
+    }
+    return final, info
+
+
+def fit_model(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    valid_x: np.ndarray,
+    valid_y: np.ndarray,
+    *,
+    build: Callable[[int], nn.Module],
+    n_classes: int,
+    cfg: ProbeConfig,
+    device: str | torch.device = "cpu",
+) -> FittedProbe:
+    """Check the splits, standardise with train statistics, then `fit_grid` the model that
+    `build(D)` makes for (n, D) standardised inputs -> (n, n_classes) logits."""
+    _check_split(train_x, train_y, "train", n_classes)
+    _check_split(valid_x, valid_y, "valid", n_classes)
+    if valid_x.shape[1] != train_x.shape[1]:
+        raise DataError(f"valid features have {valid_x.shape[1]} dims, train {train_x.shape[1]}")
+    std = Standardizer.fit(train_x)
+    dim = int(train_x.shape[1])
+    model, info = fit_grid(
+        (std(train_x), train_y), (std(valid_x), valid_y), lambda: build(dim), cfg, device
+    )
+    return FittedProbe(model=model, standardizer=std, info=info)
+
+
 def fit_probe(
     train_x: np.ndarray,
     train_y: np.ndarray,
@@ -197,44 +277,9 @@ def fit_probe(
     Labels are int class indices in [0, n_classes). Deterministic for a given cfg.seed; the
     global torch RNG state is left untouched.
     """
-    _check_split(train_x, train_y, "train", n_classes)
-    _check_split(valid_x, valid_y, "valid", n_classes)
-    if valid_x.shape[1] != train_x.shape[1]:
-        raise DataError(f"valid features have {valid_x.shape[1]} dims, train {train_x.shape[1]}")
-    std = Standardizer.fit(train_x)
-    dev = torch.device(device)
-    x = torch.from_numpy(std(train_x)).to(dev)
-    vx = torch.from_numpy(std(valid_x)).to(dev)
-    y = torch.from_numpy(np.asarray(train_y, dtype=np.int64)).to(dev)
-    vy = torch.from_numpy(np.asarray(valid_y, dtype=np.int64)).to(dev)
-
-    _check_grid(cfg)
-    grid: list[dict[str, Any]] = []
-    best: tuple[tuple[float, float], _Run, float, float, nn.Module] | None = None
-    for lr, wd in itertools.product(cfg.lrs, cfg.weight_decays):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)  # same init for every grid point: only lr/wd differ
-            model = _make_head(head, x.shape[1], n_classes, cfg.hidden_dim).to(dev)
-        run = _train_one(x, y, vx, vy, model, lr, wd, cfg)
-        grid.append(
-            {"lr": lr, "weight_decay": wd, "best_epoch": run.epoch}
-            | {"valid_accuracy": run.accuracy, "valid_loss": run.loss}
-        )
-        key = (run.accuracy, -run.loss)
-        if best is None or key > best[0]:
-            best = (key, run, lr, wd, model)
-    assert best is not None  # _check_grid
-    _, run, lr, wd, final = best
-    final.load_state_dict(run.state)
-    final.eval()
-    info = {
-        "head": head,
-        "dim": int(train_x.shape[1]),
-        "lr": lr,
-        "weight_decay": wd,
-        "best_epoch": run.epoch,
-        "valid_accuracy": run.accuracy,
-        "valid_loss": run.loss,
-        "grid": grid,
-    }
-    return FittedProbe(model=final, standardizer=std, info=info)
+    build = lambda dim: make_head(head, dim, n_classes, cfg.hidden_dim)
+    probe = fit_model(
+        train_x, train_y, valid_x, valid_y, build=build, n_classes=n_classes, cfg=cfg, device=device
+    )
+    probe.info = {"head": head, "dim": int(train_x.shape[1]), **probe.info}
+    return probe

@@ -1,0 +1,134 @@
+"""Bad input through the CLI: one line on stderr naming the thing and the fix, exit code 2, no
+traceback — and nothing already written is lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.data_fixtures import make_gtzan, make_labelled, write_tone
+from tests.helpers import run_cli
+
+
+def _one_line_error(code: int, err: str, *needles: str) -> None:
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if "error" in line]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def _folder_args(root: Path, cache: Path, *extra: str) -> list[str]:
+    return ["data", "prepare", "--preset", "tiny", "--set", f"data.cache_dir={cache}",
+            "--set", "data.probe.kind=folder", "--set", f"data.probe.root={root}",
+            "--set", "data.sample_rate=8000", *extra]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("argv", "needles"),
+    [
+        (["run", "--out", "x", "--bogus"], ["unrecognized arguments: --bogus", "--help"]),
+        (["pretrain", "--format", "video", "--out", "x"], ["invalid choice: 'video'"]),
+        (["run", "--out", "x", "--formats", "audio,midi"], ["unknown format 'midi'"]),
+        (["config", "show", "--set", "train.temperature=0"], ["train.temperature", "greater"]),
+        (["config", "show", "--set", "train.tmperature=1"], ["unknown config key"]),
+        (["config", "show", "--set", "train.epochs=ten"], ["train.epochs", "valid integer"]),
+        (["config", "show", "--set", "augment.audio.gain.min_db=3"], ["swap them"]),
+        (["config", "show", "--set", "augment.spectrogram.freq_mask.size=4096"], ["mel axis"]),
+        (["config", "show", "--preset", "nope"], ["unknown preset 'nope'"]),
+        (["config", "show", "--config", "/no/such.yaml"], ["/no/such.yaml", "does not exist"]),
+    ],
+)
+def test_bad_flags_and_values(argv: list[str], needles: list[str]) -> None:
+    _one_line_error(*run_cli(*argv)[::2], *needles)
+
+
+def test_config_show_prints_the_resolved_config() -> None:
+    code, out, _ = run_cli("config", "show", "--preset", "tiny", "--set", "train.lr=1e-4")
+    assert code == 0 and "lr: 0.0001" in out and "temperature: 0.5" in out
+
+
+def test_missing_data_folder(tmp_path: Path) -> None:
+    code, _, err = run_cli(*_folder_args(tmp_path / "nowhere", tmp_path / "c"))
+    _one_line_error(code, err, str(tmp_path / "nowhere"))
+
+
+def test_missing_gtzan_folder(tmp_path: Path) -> None:
+    code, _, err = run_cli("data", "prepare", "--set", "data.probe.kind=gtzan",
+                           "--set", f"data.probe.root={tmp_path / 'gtzan'}")  # fmt: skip
+    _one_line_error(code, err, "gtzan")
+
+
+def test_empty_class_folder(tmp_path: Path) -> None:
+    root = make_labelled(tmp_path / "music", {"rock": 6, "jazz": 6})
+    (root / "polka").mkdir()
+    code, _, err = run_cli(*_folder_args(root, tmp_path / "c"))
+    _one_line_error(code, err, "polka")
+
+
+def _bad_files(root: Path) -> dict[str, Path]:
+    """One broken file of each kind inside a labelled folder of good ones."""
+    make_labelled(root, {"rock": 8, "jazz": 8}, seconds=1.5)
+    corrupt = root / "rock" / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00garbage" * 10)
+    truncated = write_tone(root / "rock" / "truncated.wav", 2.0)
+    truncated.write_bytes(truncated.read_bytes()[:3000])
+    empty = root / "jazz" / "empty.wav"
+    sf.write(str(empty), np.zeros(0, dtype=np.float32), 8000)
+    nan = root / "jazz" / "nan.wav"
+    sf.write(str(nan), np.full(8000, np.nan, dtype=np.float32), 8000, subtype="FLOAT")
+    return {"corrupt": corrupt, "truncated": truncated, "empty": empty, "nan": nan}
+
+
+def test_broken_files_are_skipped_by_name_or_fatal_when_strict(tmp_path: Path, caplog) -> None:
+    root = tmp_path / "music"
+    bad = _bad_files(root)
+    code, _, err = run_cli(*_folder_args(root, tmp_path / "c"))
+    assert code == 0, err
+    logged = caplog.text
+    for path in bad.values():
+        assert path.name in logged
+    for name, path in bad.items():
+        for other in set(bad) - {name}:
+            bad[other].rename(bad[other].with_suffix(".off"))
+        code, _, err = run_cli(*_folder_args(root, tmp_path / f"c-{name}", "--strict"))
+        _one_line_error(code, err, path.name)
+        for other in set(bad) - {name}:
+            bad[other].with_suffix(".off").rename(bad[other])
+
+
+def test_gtzan_wrong_rate_and_multichannel_are_fatal_when_strict(tmp_path: Path) -> None:
+    from torchaudio.datasets.gtzan import filtered_test, filtered_train, filtered_valid
+
+    ids = filtered_train + filtered_valid + filtered_test  # strict wants every file present
+    root = make_gtzan(tmp_path / "gtzan" / "genres", ids, seconds=0.05)
+    write_tone(root / "blues" / "blues.00000.wav", 0.5, sr=44100)
+    args = ["data", "prepare", "--strict", "--set", "data.probe.kind=gtzan",
+            "--set", f"data.probe.root={tmp_path / 'gtzan'}", "--set", f"data.cache_dir={tmp_path}",
+            "--set", "data.clip_seconds=1.0"]  # fmt: skip
+    _one_line_error(*run_cli(*args)[::2], "blues.00000.wav", "44100")
+    write_tone(root / "blues" / "blues.00000.wav", 0.5, sr=22050, channels=2)
+    _one_line_error(*run_cli(*args)[::2], "blues.00000.wav")
+
+
+def test_clips_too_short_are_rejected_and_counted(tmp_path: Path, caplog) -> None:
+    root = make_labelled(tmp_path / "music", {"rock": 6, "jazz": 6}, seconds=1.5)
+    write_tone(root / "rock" / "short.wav", 0.2)
+    code, out, err = run_cli(*_folder_args(root, tmp_path / "c", "--set",
+                                           "data.short_clips=reject"))  # fmt: skip
+    assert code == 0, err
+    assert "short.wav" in caplog.text and "rejected" in caplog.text
+
+
+def test_probe_rejects_a_checkpoint_of_the_wrong_kind(tmp_path: Path) -> None:
+    (tmp_path / "notes.pt").write_text("not a checkpoint")
+    code, _, err = run_cli("probe", "--encoder", f"audio={tmp_path / 'notes.pt'}", "--out",
+                           str(tmp_path / "out"), "--preset", "tiny")  # fmt: skip
+    _one_line_error(code, err, "notes.pt")
+    code, _, err = run_cli("probe", "--encoder", f"audio={tmp_path / 'missing.pt'}", "--out",
+                           str(tmp_path / "out"), "--preset", "tiny")  # fmt: skip
+    _one_line_error(code, err, "missing.pt", "does not exist")

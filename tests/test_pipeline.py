@@ -1,0 +1,94 @@
+"""End to end on the tiny preset: `mfclr run` pretrains both formats, probes every variant, and
+writes results; `mfclr embed` and `mfclr probe` reuse the exported encoders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mfclr.probe.embed import load_embeddings
+from tests.helpers import read_metrics, run_cli
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("run")
+    code, stdout, err = run_cli("run", "--preset", "tiny", "--out", str(out), "--quiet",
+                                "--set", f"data.cache_dir={out / 'cache'}",
+                                "--set", "train.epochs=6")  # fmt: skip
+    assert code == 0, err
+    return out, stdout
+
+
+def test_results_hold_every_variant(run: tuple[Path, str]) -> None:
+    out, stdout = run
+    results = json.loads((out / "results.json").read_text())
+    names = {row["name"] for row in results["rows"]}
+    assert {"audio", "spectrogram", "fused", "random-init"} <= names
+    for row in results["rows"]:
+        assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["macro_map"] <= 1.0
+        assert len(row["confusion_matrix"]) == len(results["label_names"])
+        assert sum(map(sum, row["confusion_matrix"])) == results["test_tracks"]
+    assert "| fused |" in stdout and "results.json" in stdout
+    assert (out / "results.md").read_text().count("| fused |") == 2  # linear and mlp
+
+
+def test_the_fused_probe_beats_chance_clearly(run: tuple[Path, str]) -> None:
+    out, _ = run
+    results = json.loads((out / "results.json").read_text())
+    chance = 1 / len(results["label_names"])
+    fused = [r for r in results["rows"] if r["name"] == "fused"]
+    assert max(r["accuracy"] for r in fused) > 2.5 * chance
+    assert max(r["macro_map"] for r in fused) > 2.5 * chance
+
+
+def test_pretraining_loss_falls_for_both_formats(run: tuple[Path, str]) -> None:
+    out, _ = run
+    for fmt in ("audio", "spectrogram"):
+        losses = [r["loss"] for r in read_metrics(out / "pretrain" / fmt)]
+        assert len(losses) == 6
+        assert np.mean(losses[-2:]) < losses[0], (fmt, losses)
+
+
+def test_embeddings_are_exported_with_labels(run: tuple[Path, str]) -> None:
+    out, _ = run
+    emb = load_embeddings(out / "embeddings" / "audio.npz")
+    for split in ("train", "valid", "test"):
+        feats = emb.feats[split]
+        assert feats.shape == (len(emb.labels[split]), 512)
+        assert np.isfinite(feats).all()
+    assert len(emb.label_names) == 8
+
+
+def test_embed_and_probe_commands_reuse_the_encoders(run: tuple[Path, str], tmp_path: Path) -> None:
+    out, _ = run
+    common = ["--preset", "tiny", "--quiet", "--set", f"data.cache_dir={out / 'cache'}"]
+    audio, spec = out / "pretrain" / "audio" / "encoder.pt", out / "pretrain" / "spectrogram"
+    code, stdout, err = run_cli("embed", "--encoder", str(audio), "--out",
+                                str(tmp_path / "a.npz"), *common)  # fmt: skip
+    assert code == 0, err
+    again = load_embeddings(tmp_path / "a.npz")
+    first = load_embeddings(out / "embeddings" / "audio.npz")
+    np.testing.assert_allclose(again.feats["test"], first.feats["test"], rtol=1e-5, atol=1e-6)
+    code, stdout, err = run_cli("probe", "--encoder", f"audio={audio}",
+                                "--encoder", f"spectrogram={spec / 'checkpoints' / 'last.pt'}",
+                                "--fusion", "concat", "--fusion", "average", "--head", "linear",
+                                "--out", str(tmp_path / "probe"), *common)  # fmt: skip
+    assert code == 0, err
+    rows = json.loads((tmp_path / "probe" / "results.json").read_text())["rows"]
+    assert {(r["name"], r["head"]) for r in rows} >= {("fused", "linear"),
+                                                      ("fused-average", "linear")}
+    assert {r["head"] for r in rows} == {"linear"}
+
+
+def test_a_second_run_reuses_checkpoints(run: tuple[Path, str]) -> None:
+    out, _ = run
+    before = (out / "pretrain" / "audio" / "checkpoints" / "last.pt").stat().st_mtime_ns
+    code, _, err = run_cli("run", "--preset", "tiny", "--out", str(out), "--quiet",
+                           "--formats", "audio", "--set", f"data.cache_dir={out / 'cache'}",
+                           "--set", "train.epochs=6")  # fmt: skip
+    assert code == 0, err
+    assert (out / "pretrain" / "audio" / "checkpoints" / "last.pt").stat().st_mtime_ns == before

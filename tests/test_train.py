@@ -1,0 +1,125 @@
+"""The pretraining loop and its run folder: the loss falls, checkpoints are strict, runs resume
+exactly, and an interrupt leaves the last checkpoint usable."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from mfclr import checkpoint as ckpt
+from mfclr.errors import CheckpointError
+from mfclr.evaluate import load_frozen
+from mfclr.runner import pretrain_local
+from mfclr.train import knn_accuracy
+from tests.helpers import read_metrics, tiny_config
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.mark.parametrize("fmt", ["audio", "spectrogram"])
+def test_loss_falls_and_the_run_folder_is_complete(cache: Path, tmp_path: Path, fmt: str) -> None:
+    cfg = tiny_config(cache, "train.epochs=4", "train.eval_every=2")
+    enc_path = pretrain_local(cfg, fmt, tmp_path, progress=False)
+    rows = read_metrics(tmp_path)
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    assert "val_accuracy" in rows[1] and "val_accuracy" not in rows[0]
+    state = ckpt.load(tmp_path / "checkpoints" / "last.pt", ckpt.PRETRAIN_KIND, fmt)
+    assert state["epoch"] == 4 and state["config"]["train"]["epochs"] == 4
+    assert state["label_names"] and state["sample_rate"] == 8000
+    frozen = load_frozen(enc_path, fmt)
+    assert frozen.fmt == fmt and frozen.crop_samples == cfg.data.crop_samples
+    assert (tmp_path / "config.yaml").is_file()
+    assert '"status": "finished"' in (tmp_path / "run.json").read_text()
+
+
+def test_the_optimizer_gets_the_configured_lr_and_weight_decay(cache: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(cache, "train.epochs=1", "train.lr=0.0123", "train.weight_decay=0.0456")
+    pretrain_local(cfg, "spectrogram", tmp_path, progress=False)
+    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    group = state["optimizer"]["param_groups"][0]
+    assert (group["lr"], group["weight_decay"]) == (0.0123, 0.0456)
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(cache: Path, tmp_path: Path) -> None:
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    pretrain_local(tiny_config(cache, "train.epochs=3"), "spectrogram", straight, progress=False)
+    pretrain_local(tiny_config(cache, "train.epochs=2"), "spectrogram", resumed, progress=False)
+    pretrain_local(tiny_config(cache, "train.epochs=3"), "spectrogram", resumed, progress=False)
+    a = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(resumed / "checkpoints" / "last.pt", weights_only=True)
+    assert b["epoch"] == 3 and len(b["history"]) == 3
+    for key, value in a["encoder"].items():
+        torch.testing.assert_close(b["encoder"][key], value, msg=key)
+
+
+def test_a_finished_run_is_not_trained_again(cache: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(cache, "train.epochs=1")
+    pretrain_local(cfg, "spectrogram", tmp_path, progress=False)
+    before = (tmp_path / "checkpoints" / "last.pt").stat().st_mtime_ns
+    pretrain_local(cfg, "spectrogram", tmp_path, progress=False)
+    assert (tmp_path / "checkpoints" / "last.pt").stat().st_mtime_ns == before
+    assert len(read_metrics(tmp_path)) == 1
+
+
+def test_checkpoints_are_loaded_strictly(cache: Path, tmp_path: Path) -> None:
+    pretrain_local(tiny_config(cache, "train.epochs=1"), "spectrogram", tmp_path, progress=False)
+    last = tmp_path / "checkpoints" / "last.pt"
+    with pytest.raises(CheckpointError, match="holds a 'spectrogram' encoder, expected 'audio'"):
+        ckpt.load(last, ckpt.PRETRAIN_KIND, "audio")
+    with pytest.raises(CheckpointError, match="is a 'mfclr.encoder' checkpoint"):
+        ckpt.load(tmp_path / "encoder.pt", ckpt.PRETRAIN_KIND)
+    bad = tmp_path / "truncated.pt"
+    bad.write_bytes(last.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        ckpt.load(bad, ckpt.ENCODER_KIND)
+    other = tiny_config(cache, "train.epochs=2", "model.resnet.blocks=[2,1,1,1]")
+    with pytest.raises(CheckpointError, match="do not fit this architecture"):
+        pretrain_local(other, "spectrogram", tmp_path, progress=False)
+    torch.save({"weights": 1}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not an mfclr checkpoint"):
+        ckpt.load(tmp_path / "foreign.pt", ckpt.ENCODER_KIND)
+
+
+def test_ctrl_c_keeps_the_last_checkpoint_and_the_run_resumes(cache: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "mfclr", "pretrain", "--format", "spectrogram", "--preset",
+           "tiny", "--out", str(run), "--quiet", "--set", f"data.cache_dir={cache}",
+           "--set", "train.epochs=200"]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
+    last = run / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 120
+    while not (last.exists() and len(read_metrics(run)) >= 2) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "run the same command again to resume" in err and "Traceback" not in err
+    state = ckpt.load(last, ckpt.PRETRAIN_KIND, "spectrogram")  # intact, loads strictly
+    done = state["epoch"]
+    assert 2 <= done < 200
+    cfg = tiny_config(cache, f"train.epochs={done + 1}")
+    pretrain_local(cfg, "spectrogram", run, progress=False)
+    after = ckpt.load(last, ckpt.PRETRAIN_KIND, "spectrogram")
+    assert after["epoch"] == done + 1 and after["history"][:done] == state["history"]
+
+
+def test_knn_accuracy_on_known_points() -> None:
+    import numpy as np
+
+    bank = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    bank_y = np.array([0, 0, 1, 1])
+    query = np.array([[1.0, 0.05], [0.05, 1.0]])
+    assert knn_accuracy(bank, bank_y, query, np.array([0, 1]), k=2) == 1.0
+    assert knn_accuracy(bank, bank_y, query, np.array([1, 0]), k=2) == 0.0
