@@ -104,6 +104,7 @@ def _overhead(args: argparse.Namespace, cfg: Config, root: Path) -> dict[str, fl
         "tune_trial_s": tuned,
         "train_vs_plain_overhead": train / plain,
         "tune_trial_vs_plain_overhead": tuned / plain_eval,
+        "tune_trial_extra_s": tuned - plain_eval,  # Ray's fixed start/stop cost, mostly
     }
 
 

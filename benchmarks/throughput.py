@@ -57,6 +57,10 @@ def sync(device: torch.device) -> None:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
 
 
@@ -173,7 +177,7 @@ def build_bench_config(args: argparse.Namespace, device: torch.device) -> tuple[
 
 
 def real_batch(cfg: Config, n: int) -> torch.Tensor:
-    """(n, crop_samples) float32: first crops of the first n//2 pairs of the real train split."""
+    """(n, crop_samples) float32: both crops of the first ceil(n / 2) pairs of the train split."""
     split = load_dataset(cfg.data, "pretrain").splits["train"]
     pairs = PairDataset(split, cfg.data.crop_samples, seed=cfg.train.seed)
     rows = [pairs[i % len(pairs)] for i in range(math.ceil(n / 2))]

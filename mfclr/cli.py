@@ -166,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--fresh", action="store_true", help="retrain even if checkpoints exist")
     _common(p)
+
+    p = sub.add_parser("report", help="report.md with PNG plots of a finished run or sweep")
+    p.add_argument(
+        "dir", type=Path, help="a run folder (the --out of `mfclr run`) or a sweep folder"
+    )
+    p.add_argument("--quiet", action="store_true", help="no log lines")
     return parser
 
 
@@ -222,6 +228,8 @@ def _cmd_pretrain(args: argparse.Namespace) -> None:
         storage_path=args.storage or str(out.parent),
         name=out.name,
         max_failures=args.max_failures,
+        tracking_dir=str(out),
+        group=out.name,
     )
     print(f"run: {result.path}  ({result.metrics.get('epochs_done')} epochs)")
     print(f"encoder: {export_encoder(result, args.format)}")
@@ -324,6 +332,13 @@ def _cmd_data(args: argparse.Namespace) -> None:
                 print(f"  {key}: {value}")
 
 
+def _cmd_report(args: argparse.Namespace) -> None:
+    from mfclr.report_dir import REPORT_DIR, write_report
+
+    path = write_report(args.dir)
+    print(f"report: {path}  (plots in {path.parent / REPORT_DIR})")
+
+
 def _cmd_config(args: argparse.Namespace) -> None:
     import yaml
 
@@ -338,6 +353,7 @@ COMMANDS = {
     "embed": _cmd_embed,
     "data": _cmd_data,
     "config": _cmd_config,
+    "report": _cmd_report,
 }
 
 

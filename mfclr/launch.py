@@ -42,6 +42,7 @@ from mfclr import distributed as dist
 from mfclr import train as _train
 from mfclr.config import Config, build_config
 from mfclr.errors import CheckpointError, ConfigError, MfclrError
+from mfclr.tracking import NullTracker, safe_run_id, start_run, tracking_reporter
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +99,15 @@ class RayReport:
             _grace_before_fault(metrics["epoch"])
             return
         val = f"  {VAL_METRIC} {metrics[VAL_METRIC]:.3f}" if VAL_METRIC in metrics else ""
-        print(
-            f"mfclr {self.fmt} epoch {metrics['epoch']}/{self.epochs}  loss "
-            f"{metrics['loss']:.4f}  {metrics['samples_per_s']:.1f} samples/s{val}",
-            flush=True,
+        # Logged, not printed: Ray Train's print patch would show a print twice.
+        log.info(
+            "%s epoch %d/%d  loss %.4f  %.1f samples/s%s",
+            self.fmt,
+            metrics["epoch"],
+            self.epochs,
+            metrics["loss"],
+            metrics["samples_per_s"],
+            val,
         )
         with tempfile.TemporaryDirectory(prefix="mfclr-ckpt-") as tmp:
             ckpt.atomic_save(state, Path(tmp) / CHECKPOINT_FILE)
@@ -132,15 +138,38 @@ def train_worker(config: dict[str, Any]) -> None:
     state = load_checkpoint(checkpoint, fmt) if checkpoint is not None else None
     start = int(state["epoch"]) if state is not None else 0
     if start and dist.is_rank_zero():
-        print(f"mfclr {fmt}: resuming after epoch {start}", flush=True)
+        log.info("%s: resuming after epoch %d", fmt, start)
     device = ray.train.torch.get_device() if config["use_gpu"] else torch.device("cpu")
-    _train.pretrain(
+    report: Any = RayReport(fmt, cfg.train.epochs, start)
+    with _tracker(cfg, fmt, config) as tracker:
+        _train.pretrain(
+            cfg,
+            fmt,
+            tracking_reporter(tracker, report),
+            initial_state=state,
+            device=device,
+            progress=False,
+        )
+
+
+def _tracker(cfg: Config, fmt: str, config: dict[str, Any]) -> Any:
+    """The W&B run of this Ray Train run, on rank 0 only (a no-op elsewhere or when off).
+
+    Its id is stable per run name, so a restarted worker group continues the same W&B run.
+    """
+    if not config.get("tracking_dir"):
+        return NullTracker()
+    group, name = config["group"] or config["name"], config["name"]
+    return start_run(
         cfg,
-        fmt,
-        RayReport(fmt, cfg.train.epochs, start),
-        initial_state=state,
-        device=device,
-        progress=False,
+        job_type="pretrain",
+        name=f"{group}-{name}",
+        run_id=safe_run_id(group, name),
+        dir=config["tracking_dir"],
+        fmt=fmt,
+        dataset=cfg.data.probe.kind,
+        group=group,
+        rank=dist.rank(),
     )
 
 
@@ -183,12 +212,17 @@ def launch(
     cpus_per_worker: float = 1.0,
     gpus_per_worker: float = 1.0,
     env_vars: dict[str, str] | None = None,
+    tracking_dir: str | None = None,
+    group: str | None = None,
 ) -> ray.train.Result:
     """Pretrain `fmt` with `workers` DDP workers; resume `<storage_path>/<name>` if it exists.
 
     Returns Ray's Result (metrics of the last epoch, its checkpoint, the run path). A run that
     already finished is not started again. `env_vars` reach the workers (e.g. the test-only
-    MFCLR_FAIL_AT_EPOCH fault hook). Raises RuntimeError-like Ray errors when retries run out.
+    MFCLR_FAIL_AT_EPOCH fault hook). With `tracking_dir` (an absolute folder on every node),
+    rank 0 logs a W&B run there, grouped by `group` (mode: cfg.tracking.wandb / WANDB_MODE).
+    A worker's user error (DataError, ...) is re-raised as one line; other failures raise Ray's
+    TrainingFailedError once `max_failures` restarts are spent.
     """
     init_ray()
     cfg = absolute_paths(cfg)
@@ -203,7 +237,14 @@ def launch(
     resources = {"CPU": cpus_per_worker, **({"GPU": gpus_per_worker} if gpu else {})}
     trainer = TorchTrainer(
         train_worker,
-        train_loop_config={"cfg": cfg.to_dict(), "fmt": fmt, "use_gpu": gpu},
+        train_loop_config={
+            "cfg": cfg.to_dict(),
+            "fmt": fmt,
+            "use_gpu": gpu,
+            "name": name,
+            "group": group,
+            "tracking_dir": str(Path(tracking_dir).resolve()) if tracking_dir else None,
+        },
         torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
         scaling_config=ScalingConfig(
             num_workers=workers, use_gpu=gpu, resources_per_worker=resources

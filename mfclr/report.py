@@ -110,6 +110,24 @@ def format_per_class_ap(per_class_ap: Mapping[str, float | None]) -> str:
     return "\n".join(lines)
 
 
+def pivot_table(rows: Sequence[Mapping[str, Any]], best_key: str = "accuracy") -> str:
+    """Markdown: one line per variant name, one column per head, cells "accuracy / macro mAP"
+    (%); the best cell bold with a ★."""
+    names = list(dict.fromkeys(str(r.get("name")) for r in rows))
+    heads = list(dict.fromkeys(str(r.get("head")) for r in rows))
+    best = _best_indices(rows, best_key)
+    cells: dict[tuple[str, str], str] = {}
+    for i, r in enumerate(rows):
+        text = f"{_pct(r.get('accuracy'))} / {_pct(r.get('macro_map'))}"
+        cells[(str(r.get("name")), str(r.get("head")))] = (
+            f"**{text} {BEST_MARK}**" if i in best else text
+        )
+    lines = ["| variant | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
+    for n in names:
+        lines.append(f"| {_cell(n)} | " + " | ".join(cells.get((n, h), "—") for h in heads) + " |")
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- files
 
 

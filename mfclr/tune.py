@@ -115,6 +115,8 @@ def trial_driver(
     keys: dict[str, str],
     train_storage: str,
     resources: dict[str, Any],
+    tracking_dir: str | None = None,
+    group: str | None = None,
 ) -> None:
     """One Tune trial: a Ray Train run named after the trial (resumed if it exists)."""
     fmt = config["format"]
@@ -137,17 +139,21 @@ def trial_driver(
         callbacks=[EvalReportCallback()],
         cpus_per_worker=resources["cpus_per_worker"],
         gpus_per_worker=gpus,
+        tracking_dir=tracking_dir,
+        group=group,
     )
     export_encoder(result, fmt)
 
 
-def _trainable(spec: SweepSpec, base: Config, storage: str) -> Any:
+def _trainable(spec: SweepSpec, base: Config, storage: str, tracking_dir: str | None) -> Any:
     driver = tune.with_parameters(
         trial_driver,
         base=base.to_dict(),
         keys=spec.param_keys(),
         train_storage=f"{storage}/{spec.name}/train",
         resources=spec.resources.model_dump(),
+        tracking_dir=tracking_dir,
+        group=spec.name,
     )
     # The driver only waits on its Train workers, which hold their own placement group. It asks
     # for memory, not CPU (Tune refuses an empty request): a trial never takes the CPU its own
@@ -155,7 +161,9 @@ def _trainable(spec: SweepSpec, base: Config, storage: str) -> Any:
     return tune.with_resources(driver, {"memory": DRIVER_MEMORY})
 
 
-def _new_tuner(spec: SweepSpec, base: Config, fmt: str, storage: str, verbose: int) -> tune.Tuner:
+def _new_tuner(
+    spec: SweepSpec, base: Config, fmt: str, storage: str, verbose: int, tracking_dir: str | None
+) -> tune.Tuner:
     params = {n: p.model_dump() for n, p in spec.search.space.items()}
     searcher = OptunaSearch(
         space=partial(define_space, fmt=fmt, params=params),
@@ -173,7 +181,7 @@ def _new_tuner(spec: SweepSpec, base: Config, fmt: str, storage: str, verbose: i
         reduction_factor=b.reduction_factor,
     )
     return tune.Tuner(
-        _trainable(spec, base, storage),
+        _trainable(spec, base, storage, tracking_dir),
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=scheduler,
@@ -217,9 +225,19 @@ def _check_start(spec: SweepSpec, out: Path, storage: str, resume: bool) -> None
 
 
 def tune_format(
-    spec: SweepSpec, base: Config, fmt: str, storage: str, *, resume: bool, verbose: int = 1
+    spec: SweepSpec,
+    base: Config,
+    fmt: str,
+    storage: str,
+    *,
+    resume: bool,
+    verbose: int = 1,
+    tracking_dir: str | None = None,
 ) -> tune.ResultGrid:
-    """Run (or resume) one format's study; raises SweepInterrupted if it did not finish."""
+    """Run (or resume) one format's study; raises SweepInterrupted if it did not finish.
+
+    With `tracking_dir`, each trial's rank 0 logs a W&B pretrain run there (group: the sweep).
+    """
     path = _study_path(spec, fmt, storage)
     if tune.Tuner.can_restore(path):
         if not resume:
@@ -227,12 +245,12 @@ def tune_format(
         log.info("%s: restoring the study from %s", fmt, path)
         tuner = tune.Tuner.restore(
             path,
-            trainable=_trainable(spec, base, storage),
+            trainable=_trainable(spec, base, storage, tracking_dir),
             resume_unfinished=True,
             resume_errored=True,
         )
     else:
-        tuner = _new_tuner(spec, base, fmt, storage, verbose)
+        tuner = _new_tuner(spec, base, fmt, storage, verbose, tracking_dir)
     grid = tuner.fit()
     # After Ctrl-C, fit() returns normally and reports stopped trials as terminated: the saved
     # experiment state (what --resume restores) tells which trials really finished.
@@ -322,6 +340,7 @@ def finish_sweep(
     from mfclr.data import load_dataset
     from mfclr.evaluate import evaluate, load_frozen
     from mfclr.report import write_results
+    from mfclr.tracking import log_probe_rows
     from mfclr.train import resolve_device
 
     encoders = {fmt: load_frozen(b["encoder"], fmt) for fmt, b in best.items()}
@@ -339,6 +358,8 @@ def finish_sweep(
         "git_sha": ckpt.git_sha(),
     }
     json_path, md_path = write_results(out, rows, extra)
+    log_probe_rows(base, rows, dir=out, group=spec.name, dataset=data.name,
+                   label_names=data.label_names, git_sha=extra["git_sha"])  # fmt: skip
     _atomic_text(md_path, md_path.read_text(encoding="utf-8") + "\n" + _best_table(best))
     if is_remote(storage):  # the local sweep folder may be a job's ephemeral working dir
         import pyarrow.fs
@@ -373,7 +394,9 @@ def run_sweep(
     best = {}
     for fmt in spec.formats:
         log.info("== sweep %s: %s (%d trials)", spec.name, fmt, spec.budget.trials)
-        grid = tune_format(spec, base, fmt, storage, resume=resume, verbose=verbose)
+        grid = tune_format(
+            spec, base, fmt, storage, resume=resume, verbose=verbose, tracking_dir=str(out)
+        )
         best[fmt] = best_trial(spec, fmt, grid, out)
     log.info("== fused probe of the best %s encoders", ", ".join(best))
     return finish_sweep(spec, base, best, out, storage)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -19,6 +20,8 @@ import pytest
 
 ray = pytest.importorskip("ray")
 import psutil  # noqa: E402  (Ray vendors it; importing ray puts it on the path)
+
+from mfclr.tracking import inspect_run, offline_runs  # noqa: E402
 
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,6 +108,8 @@ def cluster() -> Iterator[str]:
         for proc in (node, head):
             if proc is not None:
                 _stop_node(proc)
+        for folder in (head_dir, node_dir):  # session logs of the nodes we started
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _ray_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -115,7 +120,9 @@ def _ray_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
 
 def test_smoke_sweep_as_a_ray_job_on_two_nodes(cluster: str, tmp_path: Path) -> None:
     out, cache = tmp_path / "out", tmp_path / "cache"  # one machine: a shared filesystem
-    runtime_env = {"env_vars": {"RAY_JOB_STOP_SIGNAL": "SIGINT", "RAY_JOB_STOP_WAIT_TIME_S": "60"}}
+    # W&B settings travel in the job's runtime env (as an API key would), never in a config.
+    env_vars = {"WANDB_MODE": "offline", "RAY_JOB_STOP_SIGNAL": "SIGINT"}
+    runtime_env = {"env_vars": {**env_vars, "RAY_JOB_STOP_WAIT_TIME_S": "60"}}
     overrides = [
         "formats=[audio]",
         "budget.trials=1",
@@ -162,6 +169,15 @@ def test_smoke_sweep_as_a_ray_job_on_two_nodes(cluster: str, tmp_path: Path) -> 
     assert best["trial"] == "audio_001" and best["epochs_done"] == 1
     assert results["rows"][0]["name"] == "audio" and 0 <= results["rows"][0]["accuracy"] <= 1
     assert (out / "smoke" / "results.md").is_file() and Path(best["encoder"]).is_file()
+
+    # Rank 0 of the trial logged one offline W&B pretrain run; the probe stage one per variant.
+    runs = [inspect_run(r) for r in offline_runs(out / "smoke")]
+    pretrain = [r for r in runs if r["job_type"] == "pretrain"]
+    assert len(pretrain) == 1 and pretrain[0]["group"] == "smoke"
+    assert pretrain[0]["run_id"] == "smoke-audio_001"
+    assert [h["epoch"] for h in pretrain[0]["history"]] == [1]
+    assert "loss" in pretrain[0]["history"][0]
+    assert {r["name"] for r in runs if r["job_type"] == "probe"} == {"audio-linear"}
 
     # The trial's two DDP workers (one CPU each) ran on the two different nodes.
     actors = _ray_cli(

@@ -11,6 +11,9 @@ same track everywhere), `labels` maps split -> (n,) int labels. Every choice a s
 - `concat`   feature level: formats concatenated in sorted format order, one probe.
 - `average`  decision level: one probe per format, mean of their class probabilities.
 - `weighted` decision level: one probe per format, weighted mean with weights tuned on valid.
+- `gated`    model level: a small learned layer over the frozen embeddings (per-format projection,
+             a softmax gate over formats, then the head), trained like a probe; its info reports
+             the mean gate weight of each format on test.
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+import torch
+from torch import nn
 
 from mfclr.config import ProbeConfig
 from mfclr.errors import ConfigError, DataError
-from mfclr.probe.fit import FittedProbe, fit_probe
+from mfclr.probe.fit import FittedProbe, fit_model, fit_probe, make_head
 
 Features = dict[str, dict[str, np.ndarray]]
 Labels = dict[str, np.ndarray]
@@ -244,3 +249,91 @@ def weighted(
     info["weights"] = {f: float(w) for f, w in zip(formats, best, strict=True)}
     info["valid_accuracy"] = -key(best)[0]
     return FusionResult(probs=np.tensordot(best, test, axes=1), info=info)
+
+
+# ----------------------------------------------------------------------------- model level
+
+
+class GatedFusion(nn.Module):
+    """A learned fusion layer: (B, sum of D_k) concatenated standardised embeddings of K formats
+    -> (B, n_classes) logits.
+
+    Format k -> Linear(D_k, proj_dim) -> LayerNorm without affine (every format enters at the
+    same scale, so the gate alone sets how much each one counts) -> weighted by a softmax gate
+    (B, K) computed from the whole concatenation -> the sum (B, proj_dim) -> probe head.
+    """
+
+    def __init__(
+        self, dims: list[int], n_classes: int, head: str, proj_dim: int, hidden_dim: int
+    ) -> None:
+        super().__init__()
+        self.dims = [int(d) for d in dims]
+        self.proj = nn.ModuleList(
+            nn.Sequential(nn.Linear(d, proj_dim), nn.LayerNorm(proj_dim, elementwise_affine=False))
+            for d in self.dims
+        )
+        self.gate = nn.Linear(sum(self.dims), len(self.dims))
+        # Zero init: every format starts with the same weight; training moves the gate.
+        nn.init.zeros_(self.gate.weight)
+        nn.init.zeros_(self.gate.bias)
+        self.head = make_head(head, proj_dim, n_classes, hidden_dim)
+
+    def gate_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, sum D_k) -> (B, K) format weights, each row sums to 1."""
+        return torch.softmax(self.gate(x), dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts = x.split(self.dims, dim=1)
+        z = torch.stack([p(part) for p, part in zip(self.proj, parts, strict=True)], dim=1)
+        return self.head((self.gate_weights(x).unsqueeze(-1) * z).sum(dim=1))  # (B, K, P) -> (B, C)
+
+
+@torch.no_grad()
+def mean_gate_weights(probe: FittedProbe, x: np.ndarray) -> np.ndarray:
+    """Mean gate weight per format (K,) of a fitted GatedFusion over raw concatenated x (n, D)."""
+    model = probe.model
+    assert isinstance(model, GatedFusion)
+    dev = next(model.parameters()).device
+    xt = torch.from_numpy(probe.standardizer(x)).to(dev)
+    return model.gate_weights(xt).double().mean(dim=0).cpu().numpy()
+
+
+@register_fusion("gated")
+def gated(
+    features: Features,
+    labels: Labels,
+    head: str,
+    cfg: ProbeConfig,
+    n_classes: int,
+    *,
+    device: str = "cpu",
+) -> FusionResult:
+    """Model level: a `GatedFusion` layer + head over the frozen embeddings, trained like a probe.
+
+    Same standardisation, lr x weight_decay grid, early stopping and seeding as `fit_probe`
+    (chosen on valid only); the common projection width is cfg.hidden_dim. info: gate_weights
+    (mean per format on test, sums to 1), valid_gate_weights, proj_dim, probe (lr, grid, ...).
+    """
+    formats = check_features(features, labels)
+    dims = [int(features[f]["train"].shape[1]) for f in formats]
+    x = {s: np.concatenate([features[f][s] for f in formats], axis=1) for s in SPLITS}
+
+    def build(dim: int) -> nn.Module:
+        return GatedFusion(dims, n_classes, head, cfg.hidden_dim, cfg.hidden_dim)
+
+    probe = fit_model(
+        x["train"], labels["train"], x["valid"], labels["valid"],
+        build=build, n_classes=n_classes, cfg=cfg, device=device,
+    )  # fmt: skip
+    gates = {s: mean_gate_weights(probe, x[s]) for s in ("valid", "test")}
+    info = {
+        "fusion": "gated",
+        "formats": formats,
+        "dim": sum(dims),
+        "proj_dim": cfg.hidden_dim,
+        "valid_accuracy": probe.info["valid_accuracy"],
+        "gate_weights": {f: float(w) for f, w in zip(formats, gates["test"], strict=True)},
+        "valid_gate_weights": {f: float(w) for f, w in zip(formats, gates["valid"], strict=True)},
+        "probe": {"head": head, "dim": sum(dims), **probe.info},
+    }
+    return FusionResult(probs=probe.predict_proba(x["test"]), info=info)

@@ -1,0 +1,63 @@
+"""The throughput benchmark runs end to end in a tiny configuration and prints one JSON object
+with every figure the README quotes (no timing thresholds: the machine is shared)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "throughput.py"
+FORMATS = ("audio", "spectrogram")
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    cache = tmp_path_factory.mktemp("cache")
+    env = {**os.environ, "MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736"}
+    argv = [
+        sys.executable,
+        str(SCRIPT),
+        "--preset=tiny",
+        "--steps=1",
+        "--batch-size=4",
+        "--threads=1",
+        "--device=cpu",
+        "--augment-repeats=1",
+        f"--set=data.cache_dir={cache}",
+        "--set=data.probe.embedded.clips_per_class=4",
+    ]
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_the_last_line_holds_every_figure_positive_and_finite(result: dict) -> None:
+    keys = ["augment_speedup_audio", "peak_rss_mb", "load_avg_1m"]
+    for fmt in FORMATS:
+        keys += [f"pipeline_efficiency_{fmt}", f"e2e_samples_per_s_{fmt}"]
+        keys += [f"bare_samples_per_s_{fmt}"]
+    keys += ["augment_torch_clips_per_s_audio", "augment_reference_clips_per_s_audio"]
+    for key in keys:
+        assert _positive(result[key]), (key, result.get(key))
+    for fmt in FORMATS:
+        assert all(_positive(v) for v in result[f"bare_samples_per_s_{fmt}_runs"])
+
+
+def test_it_records_the_setup_it_measured(result: dict) -> None:
+    assert result["preset"] == "tiny" and result["device"] == "cpu"
+    assert result["threads"] == 1 and result["batch_size"] == 4 and result["steps"] == 1
+    assert result["malloc_env_set"] is True
+    # No GPU here: the GPU-only figures are null, not made up.
+    assert result["peak_gpu_mem_mb"] is None
+    assert all(result[f"gpu_utilization_{fmt}"] is None for fmt in FORMATS)
