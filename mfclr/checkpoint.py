@@ -58,7 +58,7 @@ def load(path: str | Path, kind: str, fmt: str | None = None) -> dict[str, Any]:
     if not isinstance(obj, dict) or "kind" not in obj:
         raise CheckpointError(f"checkpoint '{path}' is not an mfclr checkpoint (no 'kind' key)")
     if obj["kind"] == PRETRAIN_KIND and kind == ENCODER_KIND:
-        return pretrain_to_encoder(obj)  # a pretraining checkpoint also serves as an encoder
+        return pretrain_to_encoder(obj, fmt, path)  # a pretraining checkpoint serves as encoder
     if obj["kind"] != kind:
         raise CheckpointError(
             f"checkpoint '{path}' is a '{obj['kind']}' checkpoint, expected '{kind}'; "
@@ -72,20 +72,37 @@ def load(path: str | Path, kind: str, fmt: str | None = None) -> dict[str, Any]:
     return obj
 
 
-def pretrain_to_encoder(state: dict[str, Any]) -> dict[str, Any]:
-    """The exported-encoder dict for a pretraining checkpoint."""
+def pretrain_to_encoder(
+    state: dict[str, Any], fmt: str | None = None, path: str | Path = "checkpoint"
+) -> dict[str, Any]:
+    """The exported-encoder dict for a pretraining checkpoint (`fmt` picks one encoder of a
+    cross-format checkpoint, which holds one per format)."""
     cfg = state["config"]
+    part, out_fmt = state, state["format"]
+    if "parts" in state:
+        if fmt not in state["parts"]:
+            raise CheckpointError(
+                f"'{path}' is a cross-format checkpoint with {' and '.join(state['parts'])} "
+                "encoders; name one, e.g. audio=PATH"
+            )
+        part, out_fmt = state["parts"][fmt], fmt
+    elif fmt is not None and fmt != out_fmt:
+        raise CheckpointError(
+            f"checkpoint '{path}' holds a '{out_fmt}' encoder, expected '{fmt}'; "
+            f"pass a {fmt} checkpoint"
+        )
     return {
         "kind": ENCODER_KIND,
         "version": VERSION,
-        "format": state["format"],
-        "encoder_spec": state["encoder_spec"],
-        "encoder": state["encoder"],
+        "format": out_fmt,
+        "encoder_spec": part["encoder_spec"],
+        "encoder": part["encoder"],
         "label_names": state["label_names"],
         "sample_rate": state["sample_rate"],
         "crop_samples": state["crop_samples"],
         "mel": cfg["mel"],
         "epoch": state["epoch"],
+        "pretrain_format": state["format"],
         "config": cfg,
         "git_sha": state.get("git_sha"),
     }

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from mfclr.config import FORMATS, Config, load_config, preset_names
+from mfclr.config import FORMATS, PRETRAIN_FORMATS, Config, load_config, preset_names
 from mfclr.errors import ConfigError, MfclrError
 from mfclr.progress import set_quiet
 
@@ -43,10 +43,10 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _formats(text: str) -> list[str]:
     items = [f.strip() for f in text.split(",") if f.strip()]
-    bad = [f for f in items if f not in FORMATS]
+    bad = [f for f in items if f not in PRETRAIN_FORMATS]
     if bad or not items:
         raise argparse.ArgumentTypeError(
-            f"unknown format {bad[0] if bad else text!r}; choose from {', '.join(FORMATS)}"
+            f"unknown format {bad[0] if bad else text!r}; choose from {', '.join(PRETRAIN_FORMATS)}"
         )
     return items
 
@@ -86,7 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(data.add_parser("info", help="tracks per split and class, cache location"))
 
     p = sub.add_parser("pretrain", help="contrastive pretraining of one format")
-    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument(
+        "--format",
+        required=True,
+        choices=PRETRAIN_FORMATS,
+        help="cross = both encoders at once, a track's two formats as the pair",
+    )
     p.add_argument("--out", required=True, type=Path, help="the run folder")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
     p.add_argument(
@@ -162,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--formats",
         type=_formats,
         default=list(FORMATS),
-        help="comma-separated, default audio,spectrogram",
+        help="comma-separated, default audio,spectrogram; add cross for cross-format pretraining",
     )
     p.add_argument("--fresh", action="store_true", help="retrain even if checkpoints exist")
     _common(p)
@@ -210,10 +215,11 @@ def _cmd_pretrain(args: argparse.Namespace) -> None:
             raise ConfigError("--use-gpu and --storage need Ray Train workers; add --workers N")
         from mfclr.runner import pretrain_local
 
-        path = pretrain_local(
+        paths = pretrain_local(
             _config(args), args.format, args.out, resume=not args.fresh, progress=not args.quiet
         )
-        print(f"encoder: {path}")
+        for fmt, path in paths.items():
+            print(f"{fmt} encoder: {path}")
         return
     if args.fresh and args.out.exists():
         raise ConfigError(f"--fresh with --workers: remove '{args.out}' or choose another --out")

@@ -19,6 +19,9 @@ from mfclr.errors import ConfigError
 
 Format = Literal["audio", "spectrogram"]
 FORMATS: tuple[str, ...] = ("audio", "spectrogram")
+# Cross-format pretraining: both encoders at once, the two formats of a track as the positive pair.
+CROSS = "cross"
+PRETRAIN_FORMATS: tuple[str, ...] = (*FORMATS, CROSS)
 PRESET_DIR = Path(__file__).parent / "presets"
 
 

@@ -110,41 +110,60 @@ def _variants(cfg: Config, formats: list[str]) -> list[tuple[str, str, list[str]
     return rows
 
 
+def _embed_sets(
+    cfg: Config, sets: dict[str, dict[str, FrozenEncoder]], data: PreparedDataset,
+    out_dir: Path, device: torch.device,
+) -> dict[str, dict[str, dict[str, np.ndarray]]]:  # fmt: skip
+    """kind -> format -> split -> (n, D), each also saved as embeddings/<prefix><format>.npz."""
+    labels = {s: data.splits[s].labels for s in SPLITS}
+    feats: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    for kind, encs in sets.items():
+        feats[kind] = {}
+        for fmt, frozen in sorted(encs.items()):
+            log.info("embedding %s tracks with the %s %s encoder", data.name, kind, fmt)
+            feats[kind][fmt] = embed_splits(frozen, data, cfg, device)
+            prefix = "" if kind == "trained" else f"{kind}-".replace("random-init-", "random-")
+            save_embeddings(
+                out_dir / "embeddings" / f"{prefix}{fmt}.npz", feats[kind][fmt], labels,
+                data.label_names, {s: data.splits[s].track_ids for s in SPLITS},
+                {"format": fmt, "encoder": frozen.source, "encoders": kind},
+            )  # fmt: skip
+    return feats
+
+
 def evaluate(
     cfg: Config,
     encoders: dict[str, FrozenEncoder],
     out_dir: str | Path,
     device: torch.device | None = None,
+    *,
+    extra: dict[str, dict[str, FrozenEncoder]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Embed, fit every probe variant on train (settings chosen on valid), score on test."""
+    """Embed, fit every probe variant on train (settings chosen on valid), score on test.
+
+    `encoders` are the separately trained ones (rows `audio`, `spectrogram`, `fused`, ...);
+    each `extra` set (e.g. `cross`: both encoders of a cross-format run) adds the same rows with
+    its name as a prefix (`cross-audio`, `cross-fused`, ...); the random-init control follows.
+    """
     out_dir = Path(out_dir)
     device = device or torch.device("cpu")
     data = load_dataset(cfg.data, "probe")
     labels = {s: data.splits[s].labels for s in SPLITS}
-    formats = sorted(encoders)
-    sets: dict[str, dict[str, FrozenEncoder]] = {"trained": encoders}
+    sets = {"trained": encoders, **(extra or {})}
+    sets = {k: v for k, v in sets.items() if v}
+    formats = sorted({f for encs in sets.values() for f in encs})
     if cfg.probe.random_init_control:
         sets["random-init"] = {f: random_frozen(cfg, f) for f in formats}
-    feats: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    feats = _embed_sets(cfg, sets, data, out_dir, device)
+    variants = []
     for kind, encs in sets.items():
-        feats[kind] = {}
-        for fmt in formats:
-            log.info("embedding %s tracks with the %s %s encoder", data.name, kind, fmt)
-            feats[kind][fmt] = embed_splits(encs[fmt], data, cfg, device)
-            prefix = "" if kind == "trained" else "random-"
-            save_embeddings(
-                out_dir / "embeddings" / f"{prefix}{fmt}.npz",
-                feats[kind][fmt],
-                labels,
-                data.label_names,
-                {s: data.splits[s].track_ids for s in SPLITS},
-                {"format": fmt, "encoder": encs[fmt].source},
-            )
+        if kind == "random-init":
+            fusion = "concat" if len(formats) > 1 else "none"
+            variants.append((kind, "random-init", fusion, formats))
+            continue
+        prefix = "" if kind == "trained" else f"{kind}-"
+        variants += [(kind, prefix + n, fu, fm) for n, fu, fm in _variants(cfg, sorted(encs))]
     rows = []
-    variants = [("trained", *v) for v in _variants(cfg, formats)]
-    if cfg.probe.random_init_control:
-        fusion = "concat" if len(formats) > 1 else "none"
-        variants.append(("random-init", "random-init", fusion, formats))
     for head in cfg.probe.heads:
         for kind, name, fusion, fmts in variants:
             sub = {f: feats[kind][f] for f in fmts}
@@ -152,22 +171,8 @@ def evaluate(
                 sub, labels, head, cfg.probe, len(data.label_names)
             )
             metrics = classification_metrics(labels["test"], result.probs, data.label_names)
-            rows.append(
-                {
-                    "name": name,
-                    "fusion": fusion,
-                    "head": head,
-                    "formats": fmts,
-                    "encoders": kind,
-                    **metrics,
-                    "probe_info": result.info,
-                }
-            )
-            log.info(
-                "%-14s %-7s accuracy %.3f  macro mAP %.3f",
-                name,
-                head,
-                metrics["accuracy"],
-                metrics["macro_map"],
-            )
+            rows.append({"name": name, "fusion": fusion, "head": head, "formats": fmts,
+                         "encoders": kind, **metrics, "probe_info": result.info})  # fmt: skip
+            log.info("%-18s %-7s accuracy %.3f  macro mAP %.3f", name, head,
+                     metrics["accuracy"], metrics["macro_map"])  # fmt: skip
     return rows

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mfclr import checkpoint as ckpt
-from mfclr.config import Config, save_config
+from mfclr.config import CROSS, Config, save_config
 from mfclr.runner import pretrain_local, write_json
 
 log = logging.getLogger(__name__)
@@ -54,20 +54,23 @@ def run_all(
     write_json(out / "run.json", {"formats": formats, "git_sha": ckpt.git_sha()})
     data = prepare(cfg)
     log.info("data: %s", {r: d["tracks"] for r, d in data.items()})
-    paths = {}
+    sets: dict[str, dict[str, Any]] = {"trained": {}, CROSS: {}}
+    checkpoints = {}
     for fmt in formats:
         log.info("== pretraining %s (%d epochs)", fmt, cfg.train.epochs)
-        paths[fmt] = pretrain_local(
-            cfg, fmt, out / "pretrain" / fmt, resume=not fresh, progress=progress
-        )
+        paths = pretrain_local(cfg, fmt, out / "pretrain" / fmt, resume=not fresh,
+                               progress=progress, tracking_dir=out, group=group)  # fmt: skip
+        for f, path in paths.items():
+            sets[CROSS if fmt == CROSS else "trained"][f] = load_frozen(path, f)
+            checkpoints[f"{CROSS}-{f}" if fmt == CROSS else f] = str(path)
     log.info("== probing frozen embeddings")
-    encoders = {fmt: load_frozen(p, fmt) for fmt, p in paths.items()}
-    rows = evaluate(cfg, encoders, out, device=resolve_device(cfg.train.device))
+    rows = evaluate(cfg, sets["trained"], out, device=resolve_device(cfg.train.device),
+                    extra={CROSS: sets[CROSS]})  # fmt: skip
     extra = {
         "dataset": data["probe"]["name"],
         "test_tracks": data["probe"]["tracks"]["test"],
         "label_names": data["probe"]["classes"],
-        "checkpoints": {f: str(p) for f, p in paths.items()},
+        "checkpoints": checkpoints,
         "embeddings": str(out / "embeddings"),
         "git_sha": ckpt.git_sha(),
     }

@@ -6,6 +6,7 @@ Run folder layout:
     metrics.jsonl      one line of metrics per epoch
     checkpoints/last.pt  the pretraining checkpoint (atomic; a Ctrl-C never corrupts it)
     encoder.pt         the exported frozen encoder, once training has finished
+                       (cross-format: encoder-audio.pt and encoder-spectrogram.pt)
 """
 
 from __future__ import annotations
@@ -65,14 +66,15 @@ def pretrain_local(
     progress: bool = True,
     tracking_dir: str | Path | None = None,
     group: str | None = None,
-) -> Path:
+) -> dict[str, Path]:
     """Pretrain `fmt` in `run_dir` (resuming from its last checkpoint) and export the encoder.
 
-    Returns the exported encoder's path. A finished run is not trained again. W&B runs go under
-    `tracking_dir` (default: run_dir), grouped by `group` (default: the run folder's name).
+    Returns the exported encoder path per input format (two for `cross`). A finished run is not
+    trained again. W&B runs go under `tracking_dir` (default: run_dir), grouped by `group`
+    (default: the run folder's name).
     """
     from mfclr.tracking import safe_run_id, start_run, tracking_reporter
-    from mfclr.train import pretrain  # torch-heavy import kept out of CLI start-up
+    from mfclr.train import components, pretrain  # torch-heavy: kept out of CLI start-up
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -99,7 +101,10 @@ def pretrain_local(
         state = ckpt.load(reporter.last, ckpt.PRETRAIN_KIND, fmt)
     else:
         log.info("%s: already trained for %d epochs; skipping", fmt, state["epoch"])
-    encoder_path = ckpt.atomic_save(ckpt.pretrain_to_encoder(state), run_dir / "encoder.pt")
+    paths = {}
+    for f in components(fmt):  # cross-format runs export one encoder per format
+        name = "encoder.pt" if f == fmt else f"encoder-{f}.pt"
+        paths[f] = ckpt.atomic_save(ckpt.pretrain_to_encoder(state, f), run_dir / name)
     write_json(
         run_dir / "run.json",
         {
@@ -110,4 +115,4 @@ def pretrain_local(
             "final_loss": state["history"][-1]["loss"],
         },
     )
-    return encoder_path
+    return paths

@@ -173,7 +173,7 @@ def run_config(
     `fmt` is "audio", "spectrogram" or "audio+spectrogram" (a fused probe); the mask sizes
     (mel bins, frames) are None when no spectrogram encoder is involved.
     """
-    spec = fmt is not None and "spectrogram" in fmt.split("+")
+    spec = fmt is not None and ("spectrogram" in fmt.split("+") or fmt == "cross")
     aug, tc = cfg.augment.spectrogram, cfg.train
     flat = {
         "format": fmt,

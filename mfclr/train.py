@@ -27,7 +27,7 @@ from tqdm import tqdm
 from mfclr import checkpoint as ckpt
 from mfclr import distributed as dist
 from mfclr.augment import build_augment, build_frontend
-from mfclr.config import Config
+from mfclr.config import CROSS, FORMATS, Config
 from mfclr.data import load_dataset
 from mfclr.data.clips import PairDataset, iter_track_chunks, make_loader
 from mfclr.encoders import build_encoder, encoder_spec
@@ -50,16 +50,27 @@ _FAIL_AT = "MFCLR_FAIL_AT_EPOCH"
 
 
 class ContrastiveModel(nn.Module):
-    """Encoder + projector; one forward over both views so BatchNorm sees one batch (DDP-safe)."""
+    """Encoder + projector per format. One format: `forward(x)` on both views concatenated, so
+    BatchNorm sees one batch (DDP-safe). Cross-format: `forward({fmt: views})` -> {fmt: z}."""
 
-    def __init__(self, encoder: nn.Module, projector: nn.Module) -> None:
+    def __init__(self, encoders: dict[str, nn.Module], projectors: dict[str, nn.Module]) -> None:
         super().__init__()
-        self.encoder = encoder
-        self.projector = projector
+        self.encoders = nn.ModuleDict(encoders)
+        self.projectors = nn.ModuleDict(projectors)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (2B, ...) encoder input -> (2B, projector_dim)."""
-        return self.projector(self.encoder(x))
+    def forward(
+        self, views: torch.Tensor | dict[str, torch.Tensor]
+    ) -> torch.Tensor | dict[str, torch.Tensor]:
+        """(N, ...) encoder input -> (N, projector_dim); or a dict of those per format."""
+        if isinstance(views, torch.Tensor):
+            (fmt,) = self.encoders.keys()
+            return self.projectors[fmt](self.encoders[fmt](views))
+        return {f: self.projectors[f](self.encoders[f](v)) for f, v in views.items()}
+
+
+def components(fmt: str) -> list[str]:
+    """The input formats a pretraining `fmt` trains: itself, or both for `cross`."""
+    return list(FORMATS) if fmt == CROSS else [fmt]
 
 
 @dataclass
@@ -81,16 +92,20 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_model(cfg: Config, fmt: str) -> ContrastiveModel:
-    encoder = build_encoder(fmt, cfg.model)
-    projector = Projector(encoder.num_features, cfg.model.projector_hidden, cfg.model.projector_dim)
-    return ContrastiveModel(encoder, projector)
+    encoders = {f: build_encoder(f, cfg.model) for f in components(fmt)}
+    m = cfg.model
+    projectors = {
+        f: Projector(e.num_features, m.projector_hidden, m.projector_dim)
+        for f, e in encoders.items()
+    }
+    return ContrastiveModel(encoders, projectors)
 
 
 def _setup(cfg: Config, fmt: str, device: torch.device, initial_state: dict | None) -> Setup:
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
     model = build_model(cfg, fmt).to(device)
-    if fmt == "spectrogram" and device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    if "spectrogram" in model.encoders and device.type == "cuda":
+        model.encoders["spectrogram"].to(memory_format=torch.channels_last)
     # Adam with the configured lr and weight decay (CLMR's optimizer silently ignored both).
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     start, history = 0, []
@@ -102,22 +117,32 @@ def _setup(cfg: Config, fmt: str, device: torch.device, initial_state: dict | No
                 f"resume checkpoint is for format '{initial_state.get('format')}', not '{fmt}'; "
                 "use another output folder"
             )
-        ckpt.load_state_strict(model.encoder, initial_state["encoder"], "encoder")
-        ckpt.load_state_strict(model.projector, initial_state["projector"], "projector")
+        parts = initial_state["parts"] if fmt == CROSS else {fmt: initial_state}
+        for f, part in parts.items():
+            ckpt.load_state_strict(model.encoders[f], part["encoder"], f"{f} encoder")
+            ckpt.load_state_strict(model.projectors[f], part["projector"], f"{f} projector")
         opt.load_state_dict(initial_state["optimizer"])
         start, history = int(initial_state["epoch"]), list(initial_state.get("history", []))
     return Setup(model, opt, start, history)
 
 
 def _checkpoint(cfg: Config, fmt: str, s: Setup, epoch: int, label_names: list[str]) -> dict:
+    parts = {
+        f: {
+            "encoder_spec": encoder_spec(f, cfg.model),
+            "encoder": s.model.encoders[f].state_dict(),
+            "projector": s.model.projectors[f].state_dict(),
+        }
+        for f in components(fmt)
+    }
+    # One format keeps its weights at the top level; cross-format holds one part per format.
+    weights = {"parts": parts} if fmt == CROSS else parts[fmt]
     return {
         "kind": ckpt.PRETRAIN_KIND,
         "version": ckpt.VERSION,
         "format": fmt,
         "epoch": epoch,
-        "encoder_spec": encoder_spec(fmt, cfg.model),
-        "encoder": s.model.encoder.state_dict(),
-        "projector": s.model.projector.state_dict(),
+        **weights,
         "optimizer": s.optimizer.state_dict(),
         "config": cfg.to_dict(),
         "label_names": label_names,
@@ -163,18 +188,22 @@ def knn_accuracy(
     return float((votes.argmax(1) == query_y).mean())
 
 
-def validation_metric(cfg: Config, fmt: str, encoder: nn.Module, device: torch.device) -> float:
+def validation_metric(
+    cfg: Config, fmt: str, model: ContrastiveModel, device: torch.device
+) -> float:
     """Accuracy on valid-split track embeddings (never test): cosine kNN against the train
-    embeddings, or a quick probe (head `train.val_head`) fitted on them (`train.val_metric`)."""
+    embeddings, or a quick probe (head `train.val_head`) fitted on them (`train.val_metric`).
+    Cross-format runs are scored on both encoders' embeddings, concatenated."""
     data = load_dataset(cfg.data, "probe")
-    frontend = build_frontend(fmt, cfg).to(device)
-    feats = {}
+    feats: dict[str, np.ndarray] = {}
     for split in ("train", "valid"):
-        sp = data.splits[split]
-        chunks = iter_track_chunks(sp, cfg.data.crop_samples, cfg.train.max_eval_chunks)
-        feats[split] = embed_tracks(
-            encoder, frontend, chunks, len(sp), device=device, batch_size=cfg.train.batch_size
-        )
+        sp, parts = data.splits[split], []
+        for f in components(fmt):
+            frontend = build_frontend(f, cfg).to(device)
+            chunks = iter_track_chunks(sp, cfg.data.crop_samples, cfg.train.max_eval_chunks)
+            parts.append(embed_tracks(model.encoders[f], frontend, chunks, len(sp), device=device,
+                                      batch_size=cfg.train.batch_size))  # fmt: skip
+        feats[split] = np.concatenate(parts, axis=1)
     ty, vy = data.splits["train"].labels, data.splits["valid"].labels
     if cfg.train.val_metric == "knn":
         return knn_accuracy(feats["train"], ty, feats["valid"], vy)
@@ -190,6 +219,24 @@ def validation_metric(cfg: Config, fmt: str, encoder: nn.Module, device: torch.d
     return float(probe.info["valid_accuracy"])
 
 
+def _views(
+    fmt: str, augments: dict[str, nn.Module], pair: torch.Tensor, gen: torch.Generator
+) -> torch.Tensor | dict[str, torch.Tensor]:
+    """Augmented views of a batch of crop pairs (B, 2, T): one format gets both crops through its
+    chain, stacked (2B, ...); cross-format sends crop 1 to audio and crop 2 to spectrogram."""
+    if fmt == CROSS:
+        return {
+            "audio": augments["audio"](pair[:, 0], generator=gen),
+            "spectrogram": _channels_last(augments["spectrogram"](pair[:, 1], generator=gen)),
+        }
+    views = augments[fmt](pair.transpose(0, 1).reshape(2 * pair.shape[0], -1), generator=gen)
+    return _channels_last(views) if fmt == "spectrogram" else views
+
+
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
+
+
 def pretrain(
     cfg: Config,
     fmt: str,
@@ -199,7 +246,9 @@ def pretrain(
     device: torch.device | None = None,
     progress: bool = True,
 ) -> ContrastiveModel:
-    """Train `fmt`'s encoder + projector with NT-Xent for cfg.train.epochs epochs.
+    """Train `fmt`'s encoder + projector with NT-Xent for cfg.train.epochs epochs; `fmt` is
+    `audio`, `spectrogram`, or `cross` (both encoders at once, each track's audio view and
+    spectrogram view as the positive pair, after Wang & van den Oord 2021).
 
     Resumes after `initial_state['epoch']` completed epochs when given. Returns the model.
     """
@@ -228,7 +277,7 @@ def pretrain(
         )
     if tc.compile:
         model = torch.compile(model)
-    augment = build_augment(fmt, cfg).to(device)
+    augments = {f: build_augment(f, cfg).to(device) for f in components(fmt)}
     gen = torch.Generator(device=device)
     steps = (
         len(loader) if tc.max_steps_per_epoch is None else min(len(loader), tc.max_steps_per_epoch)
@@ -248,7 +297,9 @@ def pretrain(
         if sampler is not None:
             sampler.set_epoch(epoch)
         elif loader.generator is not None:  # the shuffle order depends on the epoch alone, so a
-            loader.generator.manual_seed(tc.seed * 7_919 + epoch)  # resumed run sees the same batches
+            loader.generator.manual_seed(
+                tc.seed * 7_919 + epoch
+            )  # resumed run sees the same batches
         gen.manual_seed(tc.seed * 100_003 + epoch * 1_009 + rank)
         model.train()
         t0, total, n = time.perf_counter(), 0.0, 0
@@ -265,12 +316,14 @@ def pretrain(
             pair = pair.to(device, non_blocking=True)  # (B, 2, T) raw crops
             b = pair.shape[0]
             with torch.no_grad():
-                views = augment(pair.transpose(0, 1).reshape(2 * b, -1), generator=gen)
-            if fmt == "spectrogram" and device.type == "cuda":
-                views = views.contiguous(memory_format=torch.channels_last)
+                views = _views(fmt, augments, pair, gen)
             with amp:
-                z = model(views).float()
-            loss = nt_xent(z[:b], z[b:], temperature=tc.temperature, gather_distributed=gather)
+                z = model(views)
+            if fmt == CROSS:  # the audio view and the spectrogram view of a track are the pair
+                za, zs = z["audio"].float(), z["spectrogram"].float()
+            else:
+                za, zs = z[:b].float(), z[b:].float()
+            loss = nt_xent(za, zs, temperature=tc.temperature, gather_distributed=gather)
             s.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             s.optimizer.step()
@@ -294,7 +347,7 @@ def pretrain(
         }
         due = tc.eval_every and ((epoch + 1) % tc.eval_every == 0 or epoch + 1 == tc.epochs)
         if due and dist.is_rank_zero():
-            metrics[VAL_METRIC] = validation_metric(cfg, fmt, s.model.encoder, device)
+            metrics[VAL_METRIC] = validation_metric(cfg, fmt, s.model, device)
         s.history.append(metrics)
         state = _checkpoint(cfg, fmt, s, epoch + 1, label_names) if dist.is_rank_zero() else None
         report(metrics, state)

@@ -51,7 +51,9 @@ def test_the_last_line_holds_every_figure_positive_and_finite(result: dict) -> N
     for key in keys:
         assert _positive(result[key]), (key, result.get(key))
     for fmt in FORMATS:
-        assert all(_positive(v) for v in result[f"bare_samples_per_s_{fmt}_runs"])
+        assert _positive(result[f"pipeline_efficiency_{fmt}_mean"])
+        for key in (f"bare_samples_per_s_{fmt}_chunks", f"e2e_samples_per_s_{fmt}_epochs"):
+            assert result[key] and all(_positive(v) for v in result[key]), key
 
 
 def test_it_records_the_setup_it_measured(result: dict) -> None:

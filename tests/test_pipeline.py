@@ -18,7 +18,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("run")
     code, stdout, err = run_cli("run", "--preset", "tiny", "--out", str(out), "--quiet",
                                 "--set", f"data.cache_dir={out / 'cache'}",
-                                "--set", "train.epochs=6")  # fmt: skip
+                                "--set", "train.epochs=6", "--formats", "audio,spectrogram,cross",
+                                "--set", "tracking.wandb=offline")  # fmt: skip
     assert code == 0, err
     return out, stdout
 
@@ -28,6 +29,7 @@ def test_results_hold_every_variant(run: tuple[Path, str]) -> None:
     results = json.loads((out / "results.json").read_text())
     names = {row["name"] for row in results["rows"]}
     assert {"audio", "spectrogram", "fused", "random-init"} <= names
+    assert {"cross-audio", "cross-spectrogram", "cross-fused"} <= names
     for row in results["rows"]:
         assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["macro_map"] <= 1.0
         assert len(row["confusion_matrix"]) == len(results["label_names"])
@@ -47,10 +49,10 @@ def test_the_fused_probe_beats_chance_clearly(run: tuple[Path, str]) -> None:
 
 def test_pretraining_loss_falls_for_both_formats(run: tuple[Path, str]) -> None:
     out, _ = run
-    for fmt in ("audio", "spectrogram"):
+    for fmt in ("audio", "spectrogram", "cross"):
         losses = [r["loss"] for r in read_metrics(out / "pretrain" / fmt)]
         assert len(losses) == 6
-        assert np.mean(losses[-2:]) < losses[0], (fmt, losses)
+        assert np.mean(losses[-3:]) < np.mean(losses[:3]), (fmt, losses)
 
 
 def test_embeddings_are_exported_with_labels(run: tuple[Path, str]) -> None:
@@ -84,6 +86,22 @@ def test_embed_and_probe_commands_reuse_the_encoders(run: tuple[Path, str], tmp_
     assert {r["head"] for r in rows} == {"linear"}
 
 
+def test_every_run_is_tracked_offline(run: tuple[Path, str]) -> None:
+    from mfclr.tracking import inspect_run, offline_runs
+
+    out, _ = run
+    runs = [inspect_run(r) for r in offline_runs(out)]
+    pretrain = {r["config"]["format"] for r in runs if r["job_type"] == "pretrain"}
+    assert pretrain == {"audio", "spectrogram", "cross"}
+    probes = [r for r in runs if r["job_type"] == "probe"]
+    results = json.loads((out / "results.json").read_text())
+    assert len(probes) == len(results["rows"])
+    assert {r["group"] for r in runs} == {out.name}
+    for r in probes:
+        assert 0.0 <= r["summary"]["accuracy"] <= 1.0
+
+
+# Last: it re-runs one format in the same folder, rewriting results.json.
 def test_a_second_run_reuses_checkpoints(run: tuple[Path, str]) -> None:
     out, _ = run
     before = (out / "pretrain" / "audio" / "checkpoints" / "last.pt").stat().st_mtime_ns
