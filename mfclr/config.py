@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from mfclr.errors import ConfigError
 
 Format = Literal["audio", "spectrogram"]
+PretrainFormat = Literal["audio", "spectrogram", "cross"]
 FORMATS: tuple[str, ...] = ("audio", "spectrogram")
 # Cross-format pretraining: both encoders at once, the two formats of a track as the positive pair.
 CROSS = "cross"

@@ -268,16 +268,23 @@ def launch(
         raise
 
 
-def export_encoder(result: ray.train.Result, fmt: str | None = None) -> str:
-    """Write the frozen encoder of the run's last checkpoint to `<run>/encoder.pt`; its path."""
+def export_encoder(result: ray.train.Result, fmt: str) -> str:
+    """Write the frozen encoder(s) of the run's last checkpoint to `<run>/encoder.pt` (a
+    cross-format run: `encoder-audio.pt`, `encoder-spectrogram.pt`); the paths, ', '-joined."""
     if result.checkpoint is None:
         raise CheckpointError(f"run '{result.path}' reported no checkpoint; nothing to export")
-    state = ckpt.pretrain_to_encoder(load_checkpoint(result.checkpoint, fmt))
-    target = f"{result.path.rstrip('/')}/{ENCODER_FILE}"
-    if isinstance(result.filesystem, pyarrow.fs.LocalFileSystem):
-        return str(ckpt.atomic_save(state, target))
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    with result.filesystem.open_output_stream(target) as out:
-        out.write(buffer.getvalue())
-    return target
+    state = load_checkpoint(result.checkpoint, fmt)
+    targets = []
+    for part in _train.components(fmt):
+        name = ENCODER_FILE if part == fmt else f"encoder-{part}.pt"
+        target = f"{result.path.rstrip('/')}/{name}"
+        exported = ckpt.pretrain_to_encoder(state, part)
+        if isinstance(result.filesystem, pyarrow.fs.LocalFileSystem):
+            targets.append(str(ckpt.atomic_save(exported, target)))
+            continue
+        buffer = io.BytesIO()
+        torch.save(exported, buffer)
+        with result.filesystem.open_output_stream(target) as out:
+            out.write(buffer.getvalue())
+        targets.append(target)
+    return ", ".join(targets)

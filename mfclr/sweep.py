@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from mfclr.config import (
     FORMATS,
     Config,
-    Format,
+    PretrainFormat,
     load_config,
     parse_set_args,
     read_yaml,
@@ -69,7 +69,7 @@ class ParamSpec(_Strict):
     log: bool = False
     step: float | None = Field(None, gt=0)
     choices: list[Scalar] | None = None
-    formats: list[Format] | None = None  # searched only for these formats (None elsewhere)
+    formats: list[PretrainFormat] | None = None  # searched only for these (None elsewhere)
 
     @model_validator(mode="after")
     def _coherent(self) -> ParamSpec:
@@ -141,7 +141,9 @@ class SweepSpec(_Strict):
     config: str | None = None  # a config file, relative to the sweep file
     set: dict[str, Any] = {}
     dataset: dict[str, Any] | None = None
-    formats: list[Format] = Field(list(FORMATS), min_length=1)
+    # `cross` = both encoders trained together (a track's two formats as the positive pair),
+    # compared in the final table with the separately trained best encoders.
+    formats: list[PretrainFormat] = Field(list(FORMATS), min_length=1)
     budget: Budget
     resources: Resources = Resources()
     search: Search

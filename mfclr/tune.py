@@ -36,7 +36,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from mfclr import checkpoint as ckpt
-from mfclr.config import Config, build_config, save_config
+from mfclr.config import CROSS, Config, build_config, save_config
 from mfclr.errors import ConfigError, MfclrError
 from mfclr.launch import (
     VAL_METRIC,
@@ -49,6 +49,7 @@ from mfclr.launch import (
     load_checkpoint,
 )
 from mfclr.sweep import SweepSpec
+from mfclr.train import components
 
 log = logging.getLogger(__name__)
 DRIVER_MEMORY = 256 * 1024**2  # bytes reserved (for scheduling only) by a trial driver
@@ -295,7 +296,11 @@ def best_trial(spec: SweepSpec, fmt: str, grid: tune.ResultGrid, out: Path) -> d
     best = grid.get_best_result(metric=VAL_METRIC, mode="max", scope="last")
     source = best.metrics["checkpoint_path"]
     state = load_checkpoint(Checkpoint(path=source, filesystem=grid.filesystem), fmt)
-    encoder = ckpt.atomic_save(ckpt.pretrain_to_encoder(state), out / "best" / f"{fmt}.pt")
+    encoders = {  # a cross-format trial holds both encoders: best/cross-<format>.pt
+        f: str(ckpt.atomic_save(ckpt.pretrain_to_encoder(state, f),
+                                out / "best" / (f"{fmt}.pt" if f == fmt else f"{fmt}-{f}.pt")))
+        for f in components(fmt)
+    }  # fmt: skip
     keys = spec.param_keys()
     chosen = {n: best.config.get(n) for n in keys if best.config.get(n) is not None}
     return {
@@ -305,7 +310,7 @@ def best_trial(spec: SweepSpec, fmt: str, grid: tune.ResultGrid, out: Path) -> d
         "hyperparameters": chosen,
         "config_keys": {n: keys[n] for n in chosen},
         "checkpoint": source,
-        "encoder": str(encoder),
+        "encoders": encoders,
         "trials": _trial_rows(grid),
     }
 
@@ -343,8 +348,12 @@ def finish_sweep(
     from mfclr.tracking import log_probe_rows
     from mfclr.train import resolve_device
 
-    encoders = {fmt: load_frozen(b["encoder"], fmt) for fmt, b in best.items()}
-    rows = evaluate(base, encoders, out, device=resolve_device(base.train.device))
+    frozen = {
+        fmt: {f: load_frozen(p, f) for f, p in b["encoders"].items()} for fmt, b in best.items()
+    }
+    separate = {fmt: encs[fmt] for fmt, encs in frozen.items() if fmt != CROSS}
+    cross = {CROSS: frozen[CROSS]} if CROSS in frozen else None
+    rows = evaluate(base, separate, out, device=resolve_device(base.train.device), extra=cross)
     data = load_dataset(base.data, "probe")
     extra = {
         "sweep": spec.name,
@@ -364,7 +373,8 @@ def finish_sweep(
     if is_remote(storage):  # the local sweep folder may be a job's ephemeral working dir
         import pyarrow.fs
 
-        for name in ["results.json", "results.md", *(f"best/{fmt}.pt" for fmt in best)]:
+        best_files = [f"best/{Path(p).name}" for b in best.values() for p in b["encoders"].values()]
+        for name in ["results.json", "results.md", *best_files]:
             pyarrow.fs.copy_files(str(out / name), f"{storage}/{spec.name}/{name}")
     return {"rows": rows, "results_json": json_path, "results_md": md_path, **extra}
 

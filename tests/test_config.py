@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from mfclr.config import Config, build_config, load_config, parse_set_args, preset_names
 from mfclr.errors import ConfigError
@@ -77,5 +78,5 @@ def test_config_file_errors_name_the_file(tmp_path) -> None:
 
 def test_config_is_frozen() -> None:
     cfg = Config()
-    with pytest.raises(Exception):  # pydantic's ValidationError for frozen instances
+    with pytest.raises(ValidationError):
         cfg.train.lr = 1.0  # type: ignore[misc]

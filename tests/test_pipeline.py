@@ -81,8 +81,10 @@ def test_embed_and_probe_commands_reuse_the_encoders(run: tuple[Path, str], tmp_
                                 "--out", str(tmp_path / "probe"), *common)  # fmt: skip
     assert code == 0, err
     rows = json.loads((tmp_path / "probe" / "results.json").read_text())["rows"]
-    assert {(r["name"], r["head"]) for r in rows} >= {("fused", "linear"),
-                                                      ("fused-average", "linear")}
+    assert {(r["name"], r["head"]) for r in rows} >= {
+        ("fused", "linear"),
+        ("fused-average", "linear"),
+    }
     assert {r["head"] for r in rows} == {"linear"}
 
 

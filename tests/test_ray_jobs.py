@@ -168,7 +168,7 @@ def test_smoke_sweep_as_a_ray_job_on_two_nodes(cluster: str, tmp_path: Path) -> 
     best = results["best"]["audio"]
     assert best["trial"] == "audio_001" and best["epochs_done"] == 1
     assert results["rows"][0]["name"] == "audio" and 0 <= results["rows"][0]["accuracy"] <= 1
-    assert (out / "smoke" / "results.md").is_file() and Path(best["encoder"]).is_file()
+    assert (out / "smoke" / "results.md").is_file() and Path(best["encoders"]["audio"]).is_file()
 
     # Rank 0 of the trial logged one offline W&B pretrain run; the probe stage one per variant.
     runs = [inspect_run(r) for r in offline_runs(out / "smoke")]

@@ -162,9 +162,27 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(
     assert all(t["epochs_done"] == 2 and t["error"] is None for t in trials.values())
     assert best["trial"] in trials and {"temperature", "mask_size"} <= set(best["hyperparameters"])
     assert best[VAL_METRIC] == max(t[VAL_METRIC] for t in trials.values())
-    assert Path(best["encoder"]).is_file()
+    assert Path(best["encoders"]["spectrogram"]).is_file()
     # The fused-probe table is on the test split; the selection used validation only.
     rows = results["rows"]
     assert rows and all(r["head"] == "linear" for r in rows)
     assert 0.0 <= rows[0]["accuracy"] <= 1.0 and results["validation_metric"] == VAL_METRIC
     assert "Best trial per format" in (sweep / "results.md").read_text()
+
+
+def test_a_sweep_compares_cross_format_with_separate_training(
+    ray_address: str, tmp_path: Path
+) -> None:
+    overrides = ["formats=[spectrogram,cross]", "budget.trials=1", "budget.epochs=1",
+                 "budget.grace_period=1", "train.max_steps_per_epoch=2", "train.batch_size=8",
+                 "probe.heads=[linear]", f"data.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
+    spec, base = load_sweep(SMOKE, overrides)
+    results = run_sweep(spec, base, tmp_path / "sweeps", verbose=0)
+    assert set(results["best"]) == {"spectrogram", "cross"}
+    cross = results["best"]["cross"]["encoders"]
+    assert set(cross) == {"audio", "spectrogram"}
+    assert all(Path(p).is_file() for p in cross.values())
+    names = {r["name"] for r in results["rows"]}
+    # Separate training (spectrogram alone), cross-format (both encoders), and the control.
+    expected = {"spectrogram", "cross-audio", "cross-spectrogram", "cross-fused", "random-init"}
+    assert expected <= names

@@ -103,8 +103,13 @@ def embed_tracks(
     n_pend, length = 0, None
     try:
         with torch.inference_mode():
-            for track, arr in tqdm(chunks, total=n_tracks, unit="track", leave=False,
-                                    disable=not progress_enabled(progress)):
+            for track, arr in tqdm(
+                chunks,
+                total=n_tracks,
+                unit="track",
+                leave=False,
+                disable=not progress_enabled(progress),
+            ):
                 arr = np.asarray(arr, dtype=np.float32)
                 _check_chunks(track, arr, n_tracks, length)
                 length = arr.shape[1]
