@@ -6,7 +6,7 @@
 2. Per format, end-to-end vs bare: the real `mfclr.train.pretrain` loop (memmap crops ->
    DataLoader -> on-device augmentation [+ mel] -> model -> NT-Xent -> Adam), samples/s over the
    epochs after a warm-up epoch, vs the same model and optimizer stepping on one ready batch of
-   augmented views (timed before and after the end-to-end run, in chunks of one epoch's steps).
+   augmented views, timed between the epochs in chunks of one epoch's steps.
    pipeline_efficiency = end-to-end / bare, fastest epoch over fastest chunk (1.0: the input
    pipeline costs nothing); `_mean` variants use the mean rates.
 
@@ -38,7 +38,7 @@ import torch
 from mfclr.augment import build_augment
 from mfclr.augment.reference import AudiomentationsChain
 from mfclr.config import FORMATS, Config, load_config, preset_names
-from mfclr.data import PairDataset, load_dataset
+from mfclr.data import PairDataset, load_dataset, make_loader
 from mfclr.loss import nt_xent
 from mfclr.train import build_model, pretrain, resolve_device
 
@@ -91,11 +91,11 @@ def _gpu_util_reader(device: torch.device) -> Any:
 
 
 class GpuUtilSampler:
-    """Polls GPU utilisation (%) in a thread while in its `with` block; `mean()` is None on CPU
-    or when no reader works. `restart()` drops the samples so far (e.g. after a warm-up)."""
+    """Polls GPU utilisation (%) in a thread while in its `with` block, keeping the samples
+    taken while `active`; `mean()` is None on CPU or when no reader works."""
 
-    def __init__(self, device: torch.device, every_s: float = 0.25):
-        self.read, self.every_s = _gpu_util_reader(device), every_s
+    def __init__(self, device: torch.device, active: bool = True, every_s: float = 0.25):
+        self.read, self.every_s, self.active = _gpu_util_reader(device), every_s, active
         self.samples: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
@@ -103,8 +103,9 @@ class GpuUtilSampler:
     def _poll(self) -> None:
         while not self._stop.wait(self.every_s):
             # A failed poll is a missing sample, not an error.
-            with contextlib.suppress(Exception):
-                self.samples.append(self.read())
+            if self.active:
+                with contextlib.suppress(Exception):
+                    self.samples.append(self.read())
 
     def __enter__(self) -> GpuUtilSampler:
         if self.read is not None:
@@ -115,9 +116,6 @@ class GpuUtilSampler:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
-
-    def restart(self) -> None:
-        self.samples = []
 
     def mean(self) -> float | None:
         return statistics.mean(self.samples) if self.samples else None
@@ -147,8 +145,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def build_bench_config(args: argparse.Namespace, device: torch.device) -> tuple[Config, int]:
-    """The preset with the benchmark's settings; also the timed epochs after the warm-up one.
+def build_bench_config(args: argparse.Namespace, device: torch.device) -> Config:
+    """The preset with the benchmark's settings: no validation, and a warm-up epoch plus enough
+    capped epochs for `--steps` timed steps.
 
     Steps per epoch are capped by the train split (drop_last batches), so `--steps` timed steps
     may span several epochs; epoch 1 is the warm-up and is not timed.
@@ -167,14 +166,17 @@ def build_bench_config(args: argparse.Namespace, device: torch.device) -> tuple[
         sets["train.compile"] = True
     cfg = base.with_overrides(sets).with_overrides(args.overrides)
     n_train = len(load_dataset(cfg.data, "pretrain").splits["train"])
-    per_epoch = min(args.steps, n_train // min(cfg.train.batch_size, n_train))
-    if per_epoch == 0:
-        raise SystemExit(f"the train split has {n_train} tracks: lower --batch-size")
+    if cfg.train.batch_size > n_train:  # pretrain would shrink the batch; bare would not
+        raise SystemExit(
+            f"--batch-size {cfg.train.batch_size} is larger than the train split "
+            f"({n_train} tracks); use at most {n_train}"
+        )
+    per_epoch = min(args.steps, n_train // cfg.train.batch_size)
     timed_epochs = math.ceil(args.steps / per_epoch)
     cfg = cfg.with_overrides(
         {"train.max_steps_per_epoch": per_epoch, "train.epochs": 1 + timed_epochs}
     )
-    return cfg, timed_epochs
+    return cfg
 
 
 def real_batch(cfg: Config, n: int) -> torch.Tensor:
@@ -200,9 +202,8 @@ def _clips_per_s(aug: torch.nn.Module, x: torch.Tensor, repeats: int) -> float:
 
 
 def measure_augment(cfg: Config, device: torch.device, repeats: int) -> dict[str, float]:
-    """Clips/s of the audio chain (torch on `device` vs audiomentations on one CPU core) with
-    every transform applied, on one step's worth of views (2 x batch) of real crops; and the
-    spectrogram chain's clips/s on `device` as configured."""
+    """Clips/s of the audio chain, torch on `device` vs audiomentations on one CPU core, with
+    every transform applied, on one step's worth of views (2 x batch) of real crops."""
     every = {f"augment.audio.{n}.p": 1.0 for n in ("noise", "gain", "filter", "pitch")}
     chain_cfg = cfg.with_overrides(every)
     x = real_batch(cfg, 2 * cfg.train.batch_size)
@@ -215,74 +216,82 @@ def measure_augment(cfg: Config, device: torch.device, repeats: int) -> dict[str
             fast = _clips_per_s(build_augment("audio", chain_cfg), x, repeats)
     finally:
         torch.set_num_threads(threads)
-    xd = x.to(device)
     if device.type != "cpu":
-        fast = _clips_per_s(build_augment("audio", chain_cfg).to(device), xd, repeats)
-    spec = _clips_per_s(build_augment("spectrogram", cfg).to(device), xd, repeats)
+        fast = _clips_per_s(build_augment("audio", chain_cfg).to(device), x.to(device), repeats)
     return {
         "augment_torch_clips_per_s_audio": fast,
         "augment_reference_clips_per_s_audio": ref,
         "augment_speedup_audio": fast / ref,
-        "augment_clips_per_s_spectrogram": spec,
     }
 
 
-def measure_bare(cfg: Config, fmt: str, device: torch.device, chunks: int) -> dict[str, Any]:
-    """Pairs/s of model forward + backward + Adam step on one ready batch of augmented views,
-    exactly as `pretrain` steps (same model, seed, autocast, channels_last, compile, loss).
+def measure_input(
+    cfg: Config, device: torch.device, formats: list[str], repeats: int
+) -> dict[str, float]:
+    """What the input side costs per training step, in ms, at the training threads:
+    loading one batch (memmap crops -> DataLoader -> device, as `pretrain` does; mean over
+    `repeats` epochs' worth of batches) and each format's configured augmentation of 2 x batch
+    views (best of `repeats`)."""
+    b, n = cfg.train.batch_size, cfg.train.max_steps_per_epoch or 1
+    split = load_dataset(cfg.data, "pretrain").splits["train"]
+    pairs = PairDataset(split, cfg.data.crop_samples, seed=cfg.train.seed)
+    loader = make_loader(
+        pairs, b, shuffle=True, seed=0, workers=cfg.data.loader_workers, drop_last=True
+    )
+    t0 = time.perf_counter()
+    for epoch in range(repeats):
+        pairs.set_epoch(epoch)
+        for _, pair in zip(range(n), loader, strict=False):
+            pair.to(device, non_blocking=True)
+    sync(device)
+    out = {"load_ms_per_step": 1e3 * (time.perf_counter() - t0) / (repeats * n)}
+    x = real_batch(cfg, 2 * b).to(device)
+    for fmt in formats:
+        rate = _clips_per_s(build_augment(fmt, cfg).to(device), x, repeats)
+        out[f"augment_ms_per_step_{fmt}"] = 1e3 * x.shape[0] / rate
+    return out
 
-    Timed in `chunks` runs of `train.max_steps_per_epoch` steps, the length of one timed epoch
-    of the end-to-end run, so the two are compared on equal footing; one rate per chunk."""
-    b, tc = cfg.train.batch_size, cfg.train
-    g = torch.Generator(device=device).manual_seed(tc.seed)
-    pair = real_batch(cfg, 2 * b).to(device)
-    with torch.no_grad():
-        views = build_augment(fmt, cfg).to(device)(pair, generator=g)
-    torch.manual_seed(tc.seed)
-    model: torch.nn.Module = build_model(cfg, fmt).to(device)
-    if fmt == "spectrogram" and device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-        views = views.contiguous(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    if tc.compile:
-        model = torch.compile(model)
-    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
-    model.train()
 
-    def step() -> None:
-        with amp:
-            z = model(views).float()
-        loss = nt_xent(z[:b], z[b:], temperature=tc.temperature)
-        opt.zero_grad(set_to_none=True)
+class BareSteps:
+    """Model forward + backward + Adam step on one ready batch of augmented views, exactly as
+    `pretrain` steps (same model, seed, autocast, channels_last, compile, loss), without the
+    data loader and the augmentation."""
+
+    def __init__(self, cfg: Config, fmt: str, device: torch.device):
+        tc, self.b, self.device = cfg.train, cfg.train.batch_size, device
+        self.steps_per_chunk, self.temperature = tc.max_steps_per_epoch or 1, tc.temperature
+        g = torch.Generator(device=device).manual_seed(tc.seed)
+        pair = real_batch(cfg, 2 * self.b).to(device)
+        with torch.no_grad():
+            self.views = build_augment(fmt, cfg).to(device)(pair, generator=g)
+        torch.manual_seed(tc.seed)
+        model: torch.nn.Module = build_model(cfg, fmt).to(device)
+        if fmt == "spectrogram" and device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+            self.views = self.views.contiguous(memory_format=torch.channels_last)
+        self.opt = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        self.model = torch.compile(model) if tc.compile else model
+        self.model.train()
+        self.amp = torch.autocast(device.type, torch.bfloat16, enabled=tc.precision == "bf16")
+        for _ in range(2):  # warm-up: allocator, cuDNN autotuning, compilation
+            self.step()
+
+    def step(self) -> None:
+        with self.amp:
+            z = self.model(self.views).float()
+        loss = nt_xent(z[: self.b], z[self.b :], temperature=self.temperature)
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        self.opt.step()
 
-    for _ in range(2):  # warm-up: allocator, cuDNN autotuning, compilation
-        step()
-    rates, n = [], tc.max_steps_per_epoch or 1
-    with GpuUtilSampler(device) as util:
-        for _ in range(chunks):
-            sync(device)
-            t0 = time.perf_counter()
-            for _ in range(n):
-                step()
-            sync(device)
-            rates.append(n * b / (time.perf_counter() - t0))
-    return {"rates": rates, "gpu_utilization": util.mean()}
-
-
-def measure_end_to_end(cfg: Config, fmt: str, device: torch.device) -> dict[str, Any]:
-    """Pairs/s of the real pretraining loop, one rate per epoch after the first (the warm-up)."""
-    epochs: list[dict[str, Any]] = []
-    with GpuUtilSampler(device) as util:
-
-        def report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
-            epochs.append(metrics)
-            if len(epochs) == 1:
-                util.restart()  # GPU utilisation over the timed epochs only
-
-        pretrain(cfg, fmt, report, device=device, progress=False)
-    return {"rates": [m["samples_per_s"] for m in epochs[1:]], "gpu_utilization": util.mean()}
+    def chunk(self) -> float:
+        """Pairs/s over as many steps as one timed epoch of the end-to-end run."""
+        sync(self.device)
+        t0 = time.perf_counter()
+        for _ in range(self.steps_per_chunk):
+            self.step()
+        sync(self.device)
+        return self.steps_per_chunk * self.b / (time.perf_counter() - t0)
 
 
 def _mean_rate(rates: list[float]) -> float:
@@ -290,28 +299,45 @@ def _mean_rate(rates: list[float]) -> float:
     return statistics.harmonic_mean(rates)
 
 
-def measure_format(cfg: Config, fmt: str, device: torch.device, epochs: int) -> dict[str, Any]:
-    """Bare, end-to-end, bare again (alternating, so drifting load hits both alike).
+def measure_format(cfg: Config, fmt: str, device: torch.device) -> dict[str, Any]:
+    """End-to-end and bare pairs/s, interleaved: the real `pretrain` loop runs its epochs and,
+    between them (in its `report` callback, outside its epoch timer), a bare chunk of as many
+    steps runs, so drifting load hits both alike. Epoch 1 is the end-to-end warm-up.
 
-    pipeline_efficiency is the fastest timed epoch over the fastest bare chunk of as many
-    steps: on a shared machine the fastest run is the one least disturbed, and taking the best
-    of twice as many bare chunks errs on the low side. The `_mean` figure uses the mean rates.
+    pipeline_efficiency is the fastest timed epoch over the fastest bare chunk: on a shared
+    machine the fastest run is the least disturbed one, and the bare side has one chunk more to
+    pick from, so it errs on the low side. The `_mean` figure uses the mean rates.
     """
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    before = measure_bare(cfg, fmt, device, epochs)
-    e2e = measure_end_to_end(cfg, fmt, device)
-    after = measure_bare(cfg, fmt, device, epochs)
-    bare = before["rates"] + after["rates"]
+    bare = BareSteps(cfg, fmt, device)
+    e2e_rates: list[float] = []
+    bare_rates: list[float] = []
+    with GpuUtilSampler(device, active=False) as util, GpuUtilSampler(device, False) as b_util:
+
+        def report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+            util.active = False
+            if metrics["epoch"] > 1:
+                e2e_rates.append(metrics["samples_per_s"])
+            b_util.active = True
+            bare_rates.append(bare.chunk())
+            b_util.active = False
+            util.active = True  # GPU utilisation over the timed epochs only
+
+        pretrain(cfg, fmt, report, device=device, progress=False)
+    e2e, b = max(e2e_rates), max(bare_rates)
     out = {
-        f"e2e_samples_per_s_{fmt}": _mean_rate(e2e["rates"]),
-        f"bare_samples_per_s_{fmt}": _mean_rate(bare),
-        f"e2e_samples_per_s_{fmt}_epochs": e2e["rates"],
-        f"bare_samples_per_s_{fmt}_chunks": bare,
-        f"pipeline_efficiency_{fmt}": max(e2e["rates"]) / max(bare),
-        f"pipeline_efficiency_{fmt}_mean": _mean_rate(e2e["rates"]) / _mean_rate(bare),
-        f"gpu_utilization_{fmt}": e2e["gpu_utilization"],
-        f"gpu_utilization_bare_{fmt}": before["gpu_utilization"],
+        f"e2e_samples_per_s_{fmt}": _mean_rate(e2e_rates),
+        f"bare_samples_per_s_{fmt}": _mean_rate(bare_rates),
+        f"e2e_samples_per_s_{fmt}_epochs": e2e_rates,
+        f"bare_samples_per_s_{fmt}_chunks": bare_rates,
+        f"pipeline_efficiency_{fmt}": e2e / b,
+        f"pipeline_efficiency_{fmt}_mean": _mean_rate(e2e_rates) / _mean_rate(bare_rates),
+        # The fastest runs as ms per step: e2e - bare is what the input side costs.
+        f"e2e_ms_per_step_{fmt}": 1e3 * cfg.train.batch_size / e2e,
+        f"bare_ms_per_step_{fmt}": 1e3 * cfg.train.batch_size / b,
+        f"gpu_utilization_{fmt}": util.mean(),
+        f"gpu_utilization_bare_{fmt}": b_util.mean(),
     }
     if device.type == "cuda":
         out[f"peak_gpu_mem_mb_{fmt}"] = torch.cuda.max_memory_allocated(device) / 2**20
@@ -354,7 +380,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     device = resolve_device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    cfg, timed_epochs = build_bench_config(args, device)
+    cfg = build_bench_config(args, device)
     result = environment(cfg, args, device)
     if not result["malloc_env_set"] and device.type == "cpu":
         print(
@@ -364,9 +390,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
     t0 = time.perf_counter()
     result.update(measure_augment(cfg, device, args.augment_repeats))
+    result.update(measure_input(cfg, device, args.formats, args.augment_repeats))
     print(f"augmentation done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     for fmt in args.formats:
-        result.update(measure_format(cfg, fmt, device, timed_epochs))
+        result.update(measure_format(cfg, fmt, device))
         print(f"{fmt} done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     # ru_maxrss is in KiB on Linux: the whole process's peak resident memory.
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -219,6 +219,18 @@ def validation_metric(
     return float(probe.info["valid_accuracy"])
 
 
+# Steps between host syncs of the running loss (progress bar, NaN check).
+SYNC_EVERY = 10
+
+
+def _check_finite(total: torch.Tensor, epoch: int) -> None:
+    if not math.isfinite(total.item()):
+        raise FloatingPointError(
+            f"NT-Xent loss became {total.item()} in epoch {epoch + 1}; "
+            "lower train.lr or check the input audio"
+        )
+
+
 def _views(
     fmt: str, augments: dict[str, nn.Module], pair: torch.Tensor, gen: torch.Generator
 ) -> torch.Tensor | dict[str, torch.Tensor]:
@@ -302,7 +314,7 @@ def pretrain(
             )  # resumed run sees the same batches
         gen.manual_seed(tc.seed * 100_003 + epoch * 1_009 + rank)
         model.train()
-        t0, total, n = time.perf_counter(), 0.0, 0
+        t0, total, n = time.perf_counter(), torch.zeros((), device=device), 0
         bar = tqdm(
             total=steps,
             desc=f"{fmt} epoch {epoch + 1}/{tc.epochs}",
@@ -327,20 +339,17 @@ def pretrain(
             s.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             s.optimizer.step()
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(
-                    f"NT-Xent loss is {loss.item()} at epoch {epoch + 1}; "
-                    "lower train.lr or check the input audio"
-                )
-            total, n = total + loss.item(), n + 1
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            total, n = total + loss.detach(), n + 1
+            if n % SYNC_EVERY == 0 or n == steps:  # .item() waits for the GPU: not every step
+                _check_finite(total, epoch)
+                bar.set_postfix(loss=f"{total.item() / n:.3f}")
             bar.update()
         bar.close()
         seconds = time.perf_counter() - t0
         metrics: dict[str, Any] = {
             "epoch": epoch + 1,
             "epochs_done": epoch + 1,
-            "loss": total / max(n, 1),
+            "loss": total.item() / max(n, 1),
             "lr": s.optimizer.param_groups[0]["lr"],
             "samples_per_s": n * per_rank_batch * world / max(seconds, 1e-9),
             "epoch_seconds": seconds,

@@ -43,10 +43,11 @@ def result(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_the_last_line_holds_every_figure_positive_and_finite(result: dict) -> None:
-    keys = ["augment_speedup_audio", "peak_rss_mb", "load_avg_1m"]
+    keys = ["augment_speedup_audio", "peak_rss_mb", "load_avg_1m", "load_ms_per_step"]
     for fmt in FORMATS:
         keys += [f"pipeline_efficiency_{fmt}", f"e2e_samples_per_s_{fmt}"]
-        keys += [f"bare_samples_per_s_{fmt}"]
+        keys += [f"bare_samples_per_s_{fmt}", f"augment_ms_per_step_{fmt}"]
+        keys += [f"e2e_ms_per_step_{fmt}", f"bare_ms_per_step_{fmt}"]
     keys += ["augment_torch_clips_per_s_audio", "augment_reference_clips_per_s_audio"]
     for key in keys:
         assert _positive(result[key]), (key, result.get(key))
