@@ -98,17 +98,8 @@ class RayReport:
             ray.train.report(metrics)
             _grace_before_fault(metrics["epoch"])
             return
-        val = f"  {VAL_METRIC} {metrics[VAL_METRIC]:.3f}" if VAL_METRIC in metrics else ""
         # Logged, not printed: Ray Train's print patch would show a print twice.
-        log.info(
-            "%s epoch %d/%d  loss %.4f  %.1f samples/s%s",
-            self.fmt,
-            metrics["epoch"],
-            self.epochs,
-            metrics["loss"],
-            metrics["samples_per_s"],
-            val,
-        )
+        log.info("%s", _train.epoch_line(self.fmt, self.epochs, metrics))
         with tempfile.TemporaryDirectory(prefix="mfclr-ckpt-") as tmp:
             ckpt.atomic_save(state, Path(tmp) / CHECKPOINT_FILE)
             ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp))

@@ -45,16 +45,9 @@ class LocalReporter:
             ckpt.atomic_save(state, self.last)
         with open(self.run_dir / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps(metrics) + "\n")
-        extra = f"  val accuracy {metrics['val_accuracy']:.3f}" if "val_accuracy" in metrics else ""
-        log.info(
-            "%s epoch %d/%d  loss %.4f  %.1f samples/s%s",
-            self.fmt,
-            metrics["epoch"],
-            self.epochs,
-            metrics["loss"],
-            metrics["samples_per_s"],
-            extra,
-        )
+        from mfclr.train import epoch_line
+
+        log.info("%s", epoch_line(self.fmt, self.epochs, metrics))
 
 
 def pretrain_local(

@@ -219,6 +219,15 @@ def validation_metric(
     return float(probe.info["valid_accuracy"])
 
 
+def epoch_line(fmt: str, epochs: int, metrics: dict[str, Any]) -> str:
+    """The one-line progress log of an epoch (local runs and Ray workers alike)."""
+    val = f"  {VAL_METRIC} {metrics[VAL_METRIC]:.3f}" if VAL_METRIC in metrics else ""
+    return (
+        f"{fmt} epoch {metrics['epoch']}/{epochs}  loss {metrics['loss']:.4f}  "
+        f"{metrics['samples_per_s']:.1f} samples/s{val}"
+    )
+
+
 # Steps between host syncs of the running loss (progress bar, NaN check).
 SYNC_EVERY = 10
 
