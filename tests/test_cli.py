@@ -122,6 +122,9 @@ def test_clips_too_short_are_rejected_and_counted(tmp_path: Path, caplog) -> Non
                                            "data.short_clips=reject"))  # fmt: skip
     assert code == 0, err
     assert "short.wav" in caplog.text and "rejected" in caplog.text
+    code, _, err = run_cli(*_folder_args(root, tmp_path / "c2", "--strict", "--set",
+                                         "data.short_clips=reject"))  # fmt: skip
+    _one_line_error(code, err, "short.wav", "shorter than one")
 
 
 def test_probe_rejects_a_checkpoint_of_the_wrong_kind(tmp_path: Path) -> None:

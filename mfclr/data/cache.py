@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mfclr.config import DataConfig, DatasetSpec
-from mfclr.data.audio_io import error_reason, read_audio
+from mfclr.data.audio_io import audio_error, error_reason, read_audio
 from mfclr.data.embedded import embedded_dir_name, embedded_params, generate_embedded
 from mfclr.data.folder import list_labelled, list_unlabelled
 from mfclr.data.gtzan import list_gtzan
@@ -125,6 +125,13 @@ class _Builder:
         samples, crop = dec.samples, data.crop_samples
         if len(samples) < crop:
             self.short.append(str(path))
+            if data.short_clips == "reject" and data.strict:
+                raise audio_error(
+                    path, "short",
+                    f"is {len(samples) / data.sample_rate:.2f} s, shorter than one "
+                    f"{data.clip_seconds:g} s crop; set data.short_clips=pad, lower "
+                    "data.clip_seconds, or run without --strict to skip it",
+                )  # fmt: skip
             if data.short_clips == "reject":
                 self.counts["rejected"] += 1
                 return None
