@@ -237,6 +237,10 @@ class TrainConfig(_Section):
     epochs: int = Field(100, ge=1)
     batch_size: int = Field(48, ge=2)
     lr: float = Field(3e-4, gt=0)
+    # Learning-rate schedule over all optimiser steps: linear warm-up for `warmup_steps`, then
+    # constant or a cosine decay to zero at the last step (`schedule`).
+    schedule: Literal["constant", "cosine"] = "constant"
+    warmup_steps: int = Field(0, ge=0)
     weight_decay: float = Field(1e-6, ge=0)
     temperature: float = Field(0.5, gt=0)
     seed: int = 0

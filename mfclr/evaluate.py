@@ -28,9 +28,12 @@ from mfclr.errors import CheckpointError
 from mfclr.probe.embed import embed_tracks, save_embeddings
 from mfclr.probe.fusion import get_fusion
 from mfclr.probe.metrics import classification_metrics
+from mfclr.probe.stats import accuracy_ci, paired_delta
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "valid", "test")
+# The random-init control's encoder-set name and row-name prefix.
+CONTROL = "random-init"
 
 
 @dataclass
@@ -76,7 +79,12 @@ def random_frozen(cfg: Config, fmt: str) -> FrozenEncoder:
 
 
 def embed_splits(
-    frozen: FrozenEncoder, data: PreparedDataset, cfg: Config, device: torch.device
+    frozen: FrozenEncoder,
+    data: PreparedDataset,
+    cfg: Config,
+    device: torch.device,
+    *,
+    progress: bool = True,
 ) -> dict[str, np.ndarray]:
     """Track-level embeddings (split -> (n_tracks, D)) of every split of the probe dataset."""
     if frozen.sample_rate != data.sample_rate:
@@ -96,7 +104,7 @@ def embed_splits(
             len(sp),
             device=device,
             batch_size=cfg.train.batch_size,
-            progress=True,
+            progress=progress,
         )
     return out
 
@@ -108,6 +116,16 @@ def _variants(cfg: Config, formats: list[str]) -> list[tuple[str, str, list[str]
         for fusion in cfg.probe.fusions:
             rows.append(("fused" if fusion == "concat" else f"fused-{fusion}", fusion, formats))
     return rows
+
+
+def _row_name(kind: str, name: str) -> str:
+    """`audio` / `fused-average` for trained encoders; `cross-audio` for another set; the
+    controls are `random-init-audio`, `random-init` (fused, concat), `random-init-average`."""
+    if kind == "trained":
+        return name
+    if kind == CONTROL and name.startswith("fused"):
+        return CONTROL + name.removeprefix("fused")
+    return f"{kind}-{name}"
 
 
 def _embed_sets(
@@ -153,16 +171,12 @@ def evaluate(
     sets = {k: v for k, v in sets.items() if v}
     formats = sorted({f for encs in sets.values() for f in encs})
     if cfg.probe.random_init_control:
-        sets["random-init"] = {f: random_frozen(cfg, f) for f in formats}
+        sets[CONTROL] = {f: random_frozen(cfg, f) for f in formats}
     feats = _embed_sets(cfg, sets, data, out_dir, device)
     variants = []
     for kind, encs in sets.items():
-        if kind == "random-init":
-            fusion = "concat" if len(formats) > 1 else "none"
-            variants.append((kind, "random-init", fusion, formats))
-            continue
-        prefix = "" if kind == "trained" else f"{kind}-"
-        variants += [(kind, prefix + n, fu, fm) for n, fu, fm in _variants(cfg, sorted(encs))]
+        for name, fusion, fmts in _variants(cfg, sorted(encs)):
+            variants.append((kind, _row_name(kind, name), fusion, fmts))
     rows = []
     for head in cfg.probe.heads:
         for kind, name, fusion, fmts in variants:
@@ -171,8 +185,30 @@ def evaluate(
                 sub, labels, head, cfg.probe, len(data.label_names)
             )
             metrics = classification_metrics(labels["test"], result.probs, data.label_names)
+            correct = (result.probs.argmax(axis=1) == labels["test"]).astype(int)
             rows.append({"name": name, "fusion": fusion, "head": head, "formats": fmts,
-                         "encoders": kind, **metrics, "probe_info": result.info})  # fmt: skip
+                         "encoders": kind, "valid_accuracy": result.info.get("valid_accuracy"),
+                         **metrics, "accuracy_ci95": list(accuracy_ci(correct)),
+                         "test_correct": correct.tolist(), "probe_info": result.info})  # fmt: skip
             log.info("%-18s %-7s accuracy %.3f  macro mAP %.3f", name, head,
                      metrics["accuracy"], metrics["macro_map"])  # fmt: skip
+    return add_control_deltas(rows)
+
+
+def add_control_deltas(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Give every trained row the paired test-accuracy difference to its random-init
+    counterpart (same head, fusion and formats): `control`, `delta_vs_control`, `delta_ci95`
+    and `beats_control` (the interval lies above zero)."""
+    controls = {
+        (r["head"], r["fusion"], tuple(r["formats"])): r
+        for r in rows
+        if r.get("encoders") == CONTROL
+    }
+    for r in rows:
+        c = controls.get((r["head"], r["fusion"], tuple(r["formats"])))
+        if r.get("encoders") == CONTROL or c is None:
+            continue
+        delta, ci = paired_delta(r["test_correct"], c["test_correct"])
+        r.update(control=c["name"], delta_vs_control=delta, delta_ci95=list(ci),
+                 beats_control=ci[0] > 0)  # fmt: skip
     return rows

@@ -20,6 +20,8 @@ import numpy as np
 from mfclr.errors import DataError
 
 BEST_MARK = "★"
+# Rows are chosen on the valid split; test is only ever reported.
+BEST_KEY = "valid_accuracy"
 
 
 def make_row(
@@ -65,27 +67,68 @@ def _dim(row: Mapping[str, Any]) -> Any:
     return (row.get("probe_info") or {}).get("dim")
 
 
-def results_table(rows: Sequence[Mapping[str, Any]], *, best_key: str = "accuracy") -> str:
-    """Markdown table (name, fusion, head, dim, accuracy %, macro mAP %); the best row by
-    `best_key` is bold with a ★ after its name."""
+def _interval(ci: Any, signed: bool = False) -> str:
+    """`[low, high]` fractions -> "low–high" in points (signed: with + for positive ends)."""
+    if not isinstance(ci, Sequence) or len(ci) != 2 or any(v is None for v in ci):
+        return "—"
+    fmt = "{:+.1f}" if signed else "{:.1f}"
+    return f"{fmt.format(100 * float(ci[0]))} – {fmt.format(100 * float(ci[1]))}"
+
+
+def _delta(row: Mapping[str, Any]) -> str:
+    d = row.get("delta_vs_control")
+    if d is None:
+        return "—"
+    return f"{100 * float(d):+.1f} [{_interval(row.get('delta_ci95'), signed=True)}]"
+
+
+def _verdict(row: Mapping[str, Any]) -> str:
+    """Whether the row beats its control: the paired interval lies above (✓) or below (✗) 0."""
+    ci = row.get("delta_ci95")
+    if row.get("delta_vs_control") is None or not ci or None in ci:
+        return "—"
+    if ci[0] > 0:
+        return "✓ above"
+    return "✗ below" if ci[1] < 0 else "no difference"
+
+
+def results_table(rows: Sequence[Mapping[str, Any]], *, best_key: str = BEST_KEY) -> str:
+    """Markdown table: name, fusion, head, dim, valid accuracy, test accuracy with its 95 %
+    bootstrap interval, macro mAP, the paired difference to the row's random-init control with
+    its interval, and whether the row beats it. The row chosen by `best_key` (valid accuracy:
+    no choice ever sees test) is bold with a ★."""
     lines = [
-        "| name | fusion | head | dim | accuracy (%) | macro mAP (%) |",
-        "|---|---|---|---:|---:|---:|",
+        "| name | fusion | head | dim | valid acc (%) | test acc (%) [95% CI] | macro mAP (%) "
+        "| Δ vs random-init (pts) [95% CI] | beats control |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|",
     ]
     best = _best_indices(rows, best_key)
     for i, r in enumerate(rows):
+        acc = _pct(r.get("accuracy"))
+        if r.get("accuracy_ci95"):
+            acc += f" [{_interval(r['accuracy_ci95'])}]"
         cells = [
             _cell(r.get("name")) + (f" {BEST_MARK}" if i in best else ""),
             _cell(r.get("fusion")),
             _cell(r.get("head")),
             _cell(_dim(r)),
-            _pct(r.get("accuracy")),
+            _pct(r.get("valid_accuracy")),
+            acc,
             _pct(r.get("macro_map")),
+            _delta(r),
+            _verdict(r),
         ]
         if i in best:
             cells = [f"**{c}**" for c in cells]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def chosen_phrase(best_key: str) -> str:
+    """How the starred row was chosen, for the line under a table."""
+    if best_key == "valid_accuracy":
+        return "chosen on valid accuracy"
+    return f"best by test {best_key.replace('_', ' ')}"
 
 
 def format_confusion(matrix: Sequence[Sequence[int]], label_names: Sequence[str]) -> str:
@@ -110,9 +153,9 @@ def format_per_class_ap(per_class_ap: Mapping[str, float | None]) -> str:
     return "\n".join(lines)
 
 
-def pivot_table(rows: Sequence[Mapping[str, Any]], best_key: str = "accuracy") -> str:
+def pivot_table(rows: Sequence[Mapping[str, Any]], best_key: str = BEST_KEY) -> str:
     """Markdown: one line per variant name, one column per head, cells "accuracy / macro mAP"
-    (%); the best cell bold with a ★."""
+    (%); the cell chosen by `best_key` (valid accuracy) bold with a ★."""
     names = list(dict.fromkeys(str(r.get("name")) for r in rows))
     heads = list(dict.fromkeys(str(r.get("head")) for r in rows))
     best = _best_indices(rows, best_key)
@@ -158,7 +201,7 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def results_markdown(
-    rows: Sequence[Mapping[str, Any]], extra: Mapping[str, Any], best_key: str = "accuracy"
+    rows: Sequence[Mapping[str, Any]], extra: Mapping[str, Any], best_key: str = BEST_KEY
 ) -> str:
     """results.md: run facts, the table, then the best row's confusion matrix and per-class AP."""
     parts = ["# Probe results", ""]
@@ -168,7 +211,9 @@ def results_markdown(
     best = sorted(_best_indices(rows, best_key))
     if best:
         row = rows[best[0]]
-        parts += [f"{BEST_MARK} best by test {best_key}: **{_cell(row.get('name'))}**", ""]
+        parts += [f"{BEST_MARK} {chosen_phrase(best_key)}: **{_cell(row.get('name'))}** "
+                  f"({_cell(row.get('head'))} head; test accuracy {_pct(row.get('accuracy'))} %)",
+                  ""]  # fmt: skip
         per_class = row.get("per_class_ap") or {}
         names = extra.get("label_names") or list(per_class)
         if row.get("confusion_matrix") is not None and names:

@@ -22,11 +22,13 @@ from typing import Any
 
 from mfclr.errors import DataError
 from mfclr.report import (
+    BEST_KEY,
     BEST_MARK,
     _atomic_write,
     _best_indices,
     _cell,
     _pct,
+    chosen_phrase,
     format_confusion,
     pivot_table,
     read_results,
@@ -102,6 +104,8 @@ def _compare_with(
         return rows[others[top[0]]] if top else None
     controls = [r for r in rows if _is_control(r)]
     same = [r for r in controls if r.get("head") == row.get("head")]
+    own = [r for r in same if r.get("name") == row.get("control")]  # its paired control
+    same = own + same
     return (same or controls or [None])[0]
 
 
@@ -243,7 +247,7 @@ def _sweep_section(results: Mapping[str, Any], run_dir: Path, plots: Path) -> li
     return out
 
 
-def write_report(run_dir: str | Path, best_key: str = "accuracy") -> Path:
+def write_report(run_dir: str | Path, best_key: str = BEST_KEY) -> Path:
     """`<run_dir>/report.md` and `<run_dir>/report/*.png` from a run or sweep folder's
     results.json (and its pretraining metrics / trials, when present). Returns report.md."""
     run_dir = Path(run_dir)
@@ -273,7 +277,8 @@ def write_report(run_dir: str | Path, best_key: str = "accuracy") -> Path:
         fmts = " + ".join(row.get("formats") or [])
         single = row.get("fusion") in ("none", "single", None)
         fusion = f"format {fmts}" if single else f"{row.get('fusion')} fusion of {fmts}"
-        parts += [f"{BEST_MARK} best by test {best_key}: **{_cell(_label(row))}** ({fusion})", ""]
+        parts += [f"{BEST_MARK} {chosen_phrase(best_key)}: **{_cell(_label(row))}** ({fusion}; "
+                  f"test accuracy {_pct(row.get('accuracy'))} %)", ""]  # fmt: skip
         parts += ["Accuracy / macro mAP (%) by variant and probe head:", ""]
         parts += [pivot_table(rows, best_key), ""]
         png = P.plot_variants([_label(r) for r in rows], rows, best[0], plots / "variants.png")

@@ -254,6 +254,18 @@ def _views(
     return _channels_last(views) if fmt == "spectrogram" else views
 
 
+def lr_at(step: int, total: int, lr: float, warmup: int, schedule: str) -> float:
+    """The learning rate of optimiser step `step` (0-based) of `total`: linear warm-up over
+    `warmup` steps, then constant or cosine-decayed to 0 at the last step. A pure function of
+    the step, so a resumed run follows the same curve without scheduler state."""
+    if warmup and step < warmup:
+        return lr * (step + 1) / warmup
+    if schedule == "cosine":
+        span = max(total - warmup, 1)
+        return lr * 0.5 * (1.0 + math.cos(math.pi * min(step - warmup, span) / span))
+    return lr
+
+
 def _channels_last(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
 
@@ -345,6 +357,9 @@ def pretrain(
             else:
                 za, zs = z[:b].float(), z[b:].float()
             loss = nt_xent(za, zs, temperature=tc.temperature, gather_distributed=gather)
+            lr = lr_at(epoch * steps + step, tc.epochs * steps, tc.lr, tc.warmup_steps, tc.schedule)
+            for group in s.optimizer.param_groups:
+                group["lr"] = lr
             s.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             s.optimizer.step()
@@ -358,6 +373,7 @@ def pretrain(
         metrics: dict[str, Any] = {
             "epoch": epoch + 1,
             "epochs_done": epoch + 1,
+            "steps": (epoch + 1) * steps,
             "loss": total.item() / max(n, 1),
             "lr": s.optimizer.param_groups[0]["lr"],
             "samples_per_s": n * per_rank_batch * world / max(seconds, 1e-9),

@@ -24,18 +24,54 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     return out, stdout
 
 
+def _md_names(md: str) -> list[str]:
+    """Row names of the first (results) table, whatever marks the chosen row carries."""
+    lines: list[str] = []
+    for ln in md.splitlines():
+        if ln.startswith("|"):
+            lines += [ln] if not ln.startswith("|---") else []
+        elif lines:
+            break
+    return [ln.split("|")[1].strip().strip("*").removesuffix("★").strip() for ln in lines[1:]]
+
+
 def test_results_hold_every_variant(run: tuple[Path, str]) -> None:
     out, stdout = run
     results = json.loads((out / "results.json").read_text())
     names = {row["name"] for row in results["rows"]}
-    assert {"audio", "spectrogram", "fused", "random-init"} <= names
+    controls = {"random-init-audio", "random-init-spectrogram", "random-init"}
+    assert {"audio", "spectrogram", "fused"} | controls <= names
     assert {"cross-audio", "cross-spectrogram", "cross-fused"} <= names
     for row in results["rows"]:
         assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["macro_map"] <= 1.0
         assert len(row["confusion_matrix"]) == len(results["label_names"])
         assert sum(map(sum, row["confusion_matrix"])) == results["test_tracks"]
-    assert "| fused |" in stdout and "results.json" in stdout
-    assert (out / "results.md").read_text().count("| fused |") == 2  # linear and mlp
+        assert np.mean(row["test_correct"]) == pytest.approx(row["accuracy"])
+        lo, hi = row["accuracy_ci95"]
+        assert lo <= row["accuracy"] <= hi
+    md = (out / "results.md").read_text()
+    assert sorted(_md_names(md)) == sorted(r["name"] for r in results["rows"])
+    assert _md_names(md).count("fused") == 2  # linear and mlp, whichever row is chosen
+    assert "fused" in _md_names(stdout) and "results.json" in stdout
+
+
+def test_every_trained_row_is_paired_with_its_own_control(run: tuple[Path, str]) -> None:
+    out, _ = run
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    by_key = {(r["name"], r["head"]): r for r in rows}
+    want = {"audio": "random-init-audio", "cross-audio": "random-init-audio",
+            "spectrogram": "random-init-spectrogram", "fused": "random-init",
+            "cross-fused": "random-init"}  # fmt: skip
+    for (name, head), r in by_key.items():
+        if r["encoders"] == "random-init":
+            assert "delta_vs_control" not in r
+            continue
+        assert r["control"] == want.get(name, r["control"])
+        control = by_key[(r["control"], head)]
+        assert r["delta_vs_control"] == pytest.approx(r["accuracy"] - control["accuracy"])
+        lo, hi = r["delta_ci95"]
+        assert lo <= r["delta_vs_control"] <= hi
+        assert r["beats_control"] == (lo > 0)
 
 
 def test_the_fused_probe_beats_chance_clearly(run: tuple[Path, str]) -> None:

@@ -21,7 +21,9 @@ from mfclr.report import (
 NAMES = ["rock", "jazz"]
 
 
-def _row(name: str, fusion: str, acc: float, mmap: float | None, dim: int = 512) -> dict:
+def _row(
+    name: str, fusion: str, acc: float, mmap: float | None, dim: int = 512, valid: float = 0.5
+) -> dict:
     metrics = {
         "accuracy": acc,
         "macro_map": mmap,
@@ -29,14 +31,14 @@ def _row(name: str, fusion: str, acc: float, mmap: float | None, dim: int = 512)
         "confusion_matrix": np.array([[3, 1], [0, 4]]),
         "n": 8,
     }
-    info = {"formats": ["audio"], "dim": dim, "valid_accuracy": 0.5, "probe": {"lr": 1e-3}}
+    info = {"formats": ["audio"], "dim": dim, "valid_accuracy": valid, "probe": {"lr": 1e-3}}
     return make_row(name, fusion=fusion, head="linear", info=info, metrics=metrics)
 
 
 ROWS = [
-    _row("audio/linear", "single", 0.6543, 0.71),
-    _row("concat/linear", "concat", 0.8751, 0.9012, dim=1024),
-    _row("spectrogram/linear", "single", 0.7, None),
+    _row("audio/linear", "single", 0.6543, 0.71, valid=0.5),
+    _row("concat/linear", "concat", 0.8751, 0.9012, dim=1024, valid=0.9),
+    _row("spectrogram/linear", "single", 0.7, None, valid=0.6),
 ]
 
 
@@ -45,14 +47,18 @@ def _table_rows(md: str) -> list[list[str]]:
     return [[c.strip().strip("*") for c in ln.strip("|").split("|")] for ln in lines]
 
 
-def test_table_has_every_row_and_marks_the_best() -> None:
-    table = results_table(ROWS)
+def test_table_has_every_row_and_marks_the_row_chosen_on_valid() -> None:
+    rows = list(ROWS)
+    table = results_table(rows)
     body = _table_rows(table)[1:]
     assert [r[0].removesuffix(f" {BEST_MARK}") for r in body] == [r["name"] for r in ROWS]
     marked = [ln for ln in table.splitlines() if BEST_MARK in ln]
     assert len(marked) == 1 and "concat/linear" in marked[0] and "**87.5**" in marked[0]
-    assert body[1][3:] == ["1024", "87.5", "90.1"]
-    assert body[2][5] == "—"  # missing macro mAP
+    assert body[1][3:7] == ["1024", "90.0", "87.5", "90.1"]
+    assert body[2][6] == "—"  # missing macro mAP
+    # Chosen on valid, not test: a row with the best test score but a worse valid one is not.
+    rows[0] = dict(rows[0], accuracy=0.99)
+    assert BEST_MARK in next(ln for ln in results_table(rows).splitlines() if "concat/" in ln)
     no_dim = {k: v for k, v in ROWS[0].items() if k != "dim"}  # dim found in probe_info
     assert "| audio/linear | single | linear | 512 |" in results_table([no_dim, ROWS[1]])
     by_map = results_table(ROWS, best_key="macro_map")
@@ -82,7 +88,7 @@ def test_write_results_round_trip_and_markdown_matches_json(tmp_path) -> None:
     table = {r[0].removesuffix(f" {BEST_MARK}"): r for r in _table_rows(md)[1:4]}
     for r in data["rows"]:
         cells = table[r["name"]]
-        for col, key in ((4, "accuracy"), (5, "macro_map")):
+        for col, key in ((4, "valid_accuracy"), (5, "accuracy"), (6, "macro_map")):
             want = "—" if r[key] is None else f"{100 * r[key]:.1f}"
             assert cells[col] == want
     assert "Confusion matrix: concat/linear" in md and "| rock | 3 | 1 | 4 |" in md

@@ -48,8 +48,10 @@ def _rows() -> list[dict[str, Any]]:
                 info["gate_weights"] = {"audio": 0.3 + 0.1 * h, "spectrogram": 0.7 - 0.1 * h}
             # Only fused/linear is always right (skill 2 > any noise gap): a unique best.
             metrics = classification_metrics(y, _probs(y, skill - 1.5 * h, 10 * h + i), NAMES)
+            # Valid tracks the same skill: the row chosen on valid is fused/linear too.
             rows.append({"name": name, "fusion": fusion, "head": head, "formats": fmts,
-                         "encoders": enc, **metrics, "probe_info": info})  # fmt: skip
+                         "encoders": enc, "valid_accuracy": metrics["accuracy"], **metrics,
+                         "probe_info": info})  # fmt: skip
     return rows
 
 
@@ -131,10 +133,10 @@ def test_run_report_files_and_numbers_match_results_json(run_dir: Path) -> None:
         is_best = r["accuracy"] == best_acc
         assert cells[0] == r["name"] + (f" {BEST_MARK}" if is_best else "")
         assert cells[2] == r["head"]
-        assert cells[4:6] == [_pct(r["accuracy"]), _pct(r["macro_map"])]
+        assert cells[4:7] == [_pct(r["valid_accuracy"]), _pct(r["accuracy"]), _pct(r["macro_map"])]
     best = next(r for r in rows if r["accuracy"] == best_acc)
     assert (best["name"], best["head"]) == ("fused", "linear")  # the most skilled variant
-    assert "best by test accuracy: **fused · linear**" in md
+    assert "chosen on valid accuracy: **fused · linear**" in md
 
     # The variant x head pivot holds the same numbers, only the best cell starred.
     pivot = md.split("by variant and probe head:")[1]
