@@ -91,8 +91,14 @@ def one_seed(cfg: Config, fmt: str, steps: list[int], device: torch.device) -> l
                 pending.pop(0)
             enc = encoder_from_spec(state["encoder_spec"])
             enc.load_state_dict(state["encoder"])
-            frozen = FrozenEncoder(fmt, enc.eval(), build_frontend(fmt, run_cfg),
-                                   run_cfg.data.sample_rate, run_cfg.data.crop_samples, "curve")
+            frozen = FrozenEncoder(
+                fmt,
+                enc.eval(),
+                build_frontend(fmt, run_cfg),
+                run_cfg.data.sample_rate,
+                run_cfg.data.crop_samples,
+                "curve",
+            )
             points.append({"step": metrics["steps"], "train_seconds": clock["wall"],
                            "cpu_seconds": clock["cpu"], "loss": metrics["loss"],
                            **score(frozen, run_cfg, data, device)})  # fmt: skip
@@ -175,8 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--preset", default="demo")
     ap.add_argument("--config", help="a config file (applied after the preset)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--steps", default="0,25,50,100,200,400",
-                    help="comma-separated optimiser step counts (0 = random init)")
+    ap.add_argument(
+        "--steps",
+        default="0,25,50,100,200,400",
+        help="comma-separated optimiser step counts (0 = random init)",
+    )
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
     ap.add_argument("--out", required=True, help="folder for curve.json and curve.png")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: default)")

@@ -34,9 +34,17 @@ def test_paired_delta_detects_a_small_consistent_gain() -> None:
 
 
 def _row(name: str, enc: str, correct: np.ndarray) -> dict:
-    return {"name": name, "encoders": enc, "head": "linear", "fusion": "none",
-            "formats": ["audio"], "accuracy": float(correct.mean()), "valid_accuracy": 0.5,
-            "accuracy_ci95": list(accuracy_ci(correct)), "test_correct": correct.tolist()}  # fmt: skip
+    return {
+        "name": name,
+        "encoders": enc,
+        "head": "linear",
+        "fusion": "none",
+        "formats": ["audio"],
+        "accuracy": float(correct.mean()),
+        "valid_accuracy": 0.5,
+        "accuracy_ci95": list(accuracy_ci(correct)),
+        "test_correct": correct.tolist(),
+    }
 
 
 def test_rows_get_their_controls_difference_and_the_table_says_so() -> None:
