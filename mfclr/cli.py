@@ -61,6 +61,13 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got '{text}'")
+    return value
+
+
 def _encoder_arg(text: str) -> tuple[str | None, Path]:
     fmt, sep, path = text.partition("=")
     if sep and fmt in FORMATS:
@@ -170,6 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated, default audio,spectrogram; add cross for cross-format pretraining",
     )
     p.add_argument("--fresh", action="store_true", help="retrain even if checkpoints exist")
+    p.add_argument(
+        "--seeds",
+        type=_positive,
+        default=1,
+        help="repeat pretraining with N seeds (train.seed, +1, ...) into OUT/seed-<s>/ and "
+        "report mean ± std over them",
+    )
     _common(p)
 
     p = sub.add_parser("report", help="report.md with PNG plots of a finished run or sweep")
@@ -199,10 +213,12 @@ def _print_table(result: dict[str, Any]) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
-    from mfclr.pipeline import run_all
+    from mfclr.pipeline import run_seeds
 
     cfg = _config(args)
-    result = run_all(cfg, args.out, args.formats, fresh=args.fresh, progress=not args.quiet)
+    result = run_seeds(
+        cfg, args.out, args.formats, args.seeds, fresh=args.fresh, progress=not args.quiet
+    )
     _print_table(result)
     print(f"\ncheckpoints: {args.out / 'pretrain'}/<format>/ (encoder.pt, checkpoints/last.pt)")
     print(f"embeddings:  {result['embeddings']}")

@@ -177,9 +177,19 @@ class MaskAug(_Section):
     size: int = Field(24, ge=0)
 
 
+class FreqShiftAug(_Section):
+    """Shift the mel spectrogram by a whole number of bins in [-max_bins, max_bins] (the
+    spectrogram's pitch shift: mel bins are near-logarithmic in frequency); vacated bins read
+    as the floor. Two crops of one clip share its key; this stops key being a free match."""
+
+    p: float = Field(0.0, ge=0.0, le=1.0)
+    max_bins: int = Field(0, ge=0)
+
+
 class SpectrogramAugConfig(_Section):
     # Audio noise mixed into the waveform before the mel spectrogram.
     noise: NoiseAug = NoiseAug(p=0.5, min_snr_db=10.0, max_snr_db=30.0)
+    freq_shift: FreqShiftAug = FreqShiftAug()
     freq_mask: MaskAug = MaskAug(size=24)
     time_mask: MaskAug = MaskAug(size=40)
 
@@ -243,6 +253,9 @@ class TrainConfig(_Section):
     warmup_steps: int = Field(0, ge=0)
     weight_decay: float = Field(1e-6, ge=0)
     temperature: float = Field(0.5, gt=0)
+    # Weight of a VICReg-style variance/covariance term on the encoder output h, added to
+    # NT-Xent against dimensional collapse (0: NT-Xent alone, the paper's objective).
+    vc_weight: float = Field(0.0, ge=0)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16"] = "fp32"
@@ -300,6 +313,11 @@ class Config(_Section):
             raise ValueError(f"mel.f_max ({f_max}) must lie in (f_min, sample_rate/2 = {sr / 2})")
         frames = self.data.crop_samples // self.mel.hop_length + 1
         fm, tm = self.augment.spectrogram.freq_mask, self.augment.spectrogram.time_mask
+        if self.augment.spectrogram.freq_shift.max_bins >= self.mel.n_mels:
+            raise ValueError(
+                f"augment.spectrogram.freq_shift.max_bins must be below mel.n_mels "
+                f"({self.mel.n_mels}); lower it"
+            )
         if fm.size > self.mel.n_mels:
             raise ValueError(
                 f"augment.spectrogram.freq_mask.size ({fm.size}) is larger than the mel axis "

@@ -212,3 +212,50 @@ def add_control_deltas(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         r.update(control=c["name"], delta_vs_control=delta, delta_ci95=list(ci),
                  beats_control=ci[0] > 0)  # fmt: skip
     return rows
+
+
+def aggregate_seeds(per_seed: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per (name, head) from the same table repeated over pretraining seeds.
+
+    accuracy, macro_map, valid_accuracy: means (`accuracies`, `accuracy_std` over seeds);
+    `test_correct`: each test track's fraction of seeds that got it right, so `accuracy_ci95` and
+    the paired `delta_ci95` resample test tracks of the seed-averaged predictions;
+    `delta_std` and `seeds_beating_control` come from the seeds' own paired differences;
+    per-class AP is the mean, the confusion matrix the sum over seeds.
+    """
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for rows in per_seed:
+        for r in rows:
+            groups.setdefault((r["name"], r["head"]), []).append(r)
+    out = []
+    for rs in groups.values():
+        acc = np.array([r["accuracy"] for r in rs], dtype=float)
+        correct = np.mean([r["test_correct"] for r in rs], axis=0)
+        first = rs[0]
+        row = {k: first[k] for k in ("name", "fusion", "head", "formats", "encoders")}
+        row.update(
+            accuracy=float(acc.mean()),
+            accuracy_std=float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+            accuracies=acc.tolist(),
+            macro_map=_mean_or_none([r.get("macro_map") for r in rs]),
+            valid_accuracy=_mean_or_none([r.get("valid_accuracy") for r in rs]),
+            accuracy_ci95=list(accuracy_ci(correct)),
+            test_correct=correct.tolist(),
+            per_class_ap={c: _mean_or_none([r["per_class_ap"].get(c) for r in rs])
+                          for c in first.get("per_class_ap", {})},
+            confusion_matrix=np.sum([r["confusion_matrix"] for r in rs], axis=0).tolist(),
+            n_seeds=len(rs),
+            probe_info=first.get("probe_info"),
+        )  # fmt: skip
+        deltas = [r["delta_vs_control"] for r in rs if "delta_vs_control" in r]
+        if deltas:
+            row["delta_std"] = float(np.std(deltas, ddof=1)) if len(deltas) > 1 else 0.0
+            row["seeds_beating_control"] = sum(bool(r.get("beats_control")) for r in rs)
+        out.append(row)
+    return add_control_deltas(out)
+
+
+def _mean_or_none(values: list[Any]) -> float | None:
+    if not values or any(v is None for v in values):
+        return None
+    return float(np.mean(values))

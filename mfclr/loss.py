@@ -92,3 +92,19 @@ class NTXentLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, gather_distributed={self.gather_distributed}"
+
+
+def variance_covariance(h: Tensor, eps: float = 1e-4) -> Tensor:
+    """VICReg's variance and covariance terms (Bardes et al. 2022) on representations h (N, D):
+    a hinge pulling each dimension's batch std up to 1, plus the mean squared off-diagonal
+    covariance. Added to NT-Xent it keeps h from spanning few directions (dimensional
+    collapse, Jing et al. 2022). Computed on this rank's batch only."""
+    if h.ndim != 2 or h.shape[0] < 2:
+        raise ValueError(f"variance_covariance expects (N >= 2, D) features, got {tuple(h.shape)}")
+    h = h - h.mean(dim=0)
+    std = torch.sqrt(h.var(dim=0) + eps)
+    variance = F.relu(1.0 - std).mean()
+    n, d = h.shape
+    cov = (h.T @ h) / (n - 1)
+    off = cov - torch.diag(torch.diagonal(cov))
+    return variance + off.pow(2).sum() / d

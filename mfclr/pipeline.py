@@ -38,6 +38,42 @@ def prepare(cfg: Config) -> dict[str, Any]:
     return summary
 
 
+def run_seeds(
+    cfg: Config,
+    out: str | Path,
+    formats: list[str],
+    seeds: int,
+    *,
+    fresh: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """`run_all` once per pretraining seed (train.seed, +1, ...) in OUT/seed-<s>/, then one
+    table of means ± std over seeds in OUT/results.json|md. One seed is plain `run_all`."""
+    if seeds == 1:
+        return run_all(cfg, out, formats, fresh=fresh, progress=progress)
+    from mfclr.evaluate import aggregate_seeds
+    from mfclr.report import write_results
+
+    out = Path(out)
+    runs = []
+    for i in range(seeds):
+        seed = cfg.train.seed + i
+        log.info("==== seed %d (%d of %d)", seed, i + 1, seeds)
+        runs.append(run_all(cfg.with_overrides({"train.seed": seed}), out / f"seed-{seed}",
+                            formats, fresh=fresh, progress=progress))  # fmt: skip
+    rows = aggregate_seeds([r["rows"] for r in runs])
+    keep = ("dataset", "test_tracks", "label_names", "git_sha")
+    extra = {k: runs[0][k] for k in keep}
+    extra |= {
+        "seeds": [cfg.train.seed + i for i in range(seeds)],
+        "per_seed_results": [str(r["results_json"]) for r in runs],
+        "embeddings": str(out / f"seed-{cfg.train.seed}" / "embeddings"),
+    }
+    save_config(cfg, out / "config.yaml")
+    json_path, md_path = write_results(out, rows, extra)
+    return {"rows": rows, "results_json": json_path, "results_md": md_path, **extra}
+
+
 def run_all(
     cfg: Config, out: str | Path, formats: list[str], *, fresh: bool = False, progress: bool = True
 ) -> dict[str, Any]:

@@ -87,9 +87,10 @@ def _verdict(row: Mapping[str, Any]) -> str:
     ci = row.get("delta_ci95")
     if row.get("delta_vs_control") is None or not ci or None in ci:
         return "—"
-    if ci[0] > 0:
-        return "✓ above"
-    return "✗ below" if ci[1] < 0 else "no difference"
+    verdict = "✓ above" if ci[0] > 0 else "✗ below" if ci[1] < 0 else "no difference"
+    if row.get("n_seeds"):
+        verdict += f" ({row.get('seeds_beating_control', 0)}/{row['n_seeds']} seeds)"
+    return verdict
 
 
 def results_table(rows: Sequence[Mapping[str, Any]], *, best_key: str = BEST_KEY) -> str:
@@ -105,6 +106,8 @@ def results_table(rows: Sequence[Mapping[str, Any]], *, best_key: str = BEST_KEY
     best = _best_indices(rows, best_key)
     for i, r in enumerate(rows):
         acc = _pct(r.get("accuracy"))
+        if r.get("accuracy_std") is not None:  # repeated over seeds: mean ± std
+            acc += f" ± {100 * float(r['accuracy_std']):.1f}"
         if r.get("accuracy_ci95"):
             acc += f" [{_interval(r['accuracy_ci95'])}]"
         cells = [

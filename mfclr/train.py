@@ -32,7 +32,7 @@ from mfclr.data import load_dataset
 from mfclr.data.clips import PairDataset, iter_track_chunks, make_loader
 from mfclr.encoders import build_encoder, encoder_spec
 from mfclr.heads import Projector
-from mfclr.loss import nt_xent
+from mfclr.loss import nt_xent, variance_covariance
 from mfclr.probe.embed import embed_tracks
 from mfclr.probe.fit import fit_probe
 from mfclr.progress import enabled as progress_enabled
@@ -58,14 +58,17 @@ class ContrastiveModel(nn.Module):
         self.encoders = nn.ModuleDict(encoders)
         self.projectors = nn.ModuleDict(projectors)
 
-    def forward(
-        self, views: torch.Tensor | dict[str, torch.Tensor]
-    ) -> torch.Tensor | dict[str, torch.Tensor]:
-        """(N, ...) encoder input -> (N, projector_dim); or a dict of those per format."""
+    def forward(self, views: torch.Tensor | dict[str, torch.Tensor], with_features: bool = False):
+        """(N, ...) encoder input -> z (N, projector_dim); or a dict of those per format.
+        `with_features`: (h, z) instead, h being the encoder output (N, num_features)."""
         if isinstance(views, torch.Tensor):
             (fmt,) = self.encoders.keys()
-            return self.projectors[fmt](self.encoders[fmt](views))
-        return {f: self.projectors[f](self.encoders[f](v)) for f, v in views.items()}
+            h = self.encoders[fmt](views)
+            z = self.projectors[fmt](h)
+            return (h, z) if with_features else z
+        hs = {f: self.encoders[f](v) for f, v in views.items()}
+        zs = {f: self.projectors[f](h) for f, h in hs.items()}
+        return (hs, zs) if with_features else zs
 
 
 def components(fmt: str) -> list[str]:
@@ -324,6 +327,7 @@ def pretrain(
         )
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
     gather = tc.gather_negatives and world > 1
+    vc = tc.vc_weight > 0
     for epoch in range(s.start_epoch, tc.epochs):
         _maybe_fail(epoch)
         dataset.set_epoch(epoch)
@@ -351,12 +355,16 @@ def pretrain(
             with torch.no_grad():
                 views = _views(fmt, augments, pair, gen)
             with amp:
-                z = model(views)
+                out = model(views, with_features=vc)
+            h, z = out if vc else (None, out)
             if fmt == CROSS:  # the audio view and the spectrogram view of a track are the pair
                 za, zs = z["audio"].float(), z["spectrogram"].float()
             else:
                 za, zs = z[:b].float(), z[b:].float()
             loss = nt_xent(za, zs, temperature=tc.temperature, gather_distributed=gather)
+            if vc:
+                feats = list(h.values()) if isinstance(h, dict) else [h]
+                loss = loss + tc.vc_weight * sum(variance_covariance(f.float()) for f in feats)
             lr = lr_at(epoch * steps + step, tc.epochs * steps, tc.lr, tc.warmup_steps, tc.schedule)
             for group in s.optimizer.param_groups:
                 group["lr"] = lr

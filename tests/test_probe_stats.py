@@ -4,6 +4,7 @@ difference sees what two unpaired intervals cannot."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from mfclr.evaluate import add_control_deltas
 from mfclr.probe.stats import accuracy_ci, paired_delta
@@ -63,3 +64,30 @@ def test_rows_get_their_controls_difference_and_the_table_says_so() -> None:
     assert "+15.0 [" in lines["audio"] and "✓ above" in lines["audio"]
     assert "-15.0 [" in lines["cross-audio"] and "✗ below" in lines["cross-audio"]
     assert lines["random-init-audio"].count("—") >= 2
+
+
+def test_seeds_aggregate_to_means_with_their_spread_and_pooled_pairs() -> None:
+    from mfclr.evaluate import aggregate_seeds
+
+    rng = np.random.default_rng(3)
+    per_seed = []
+    for _ in range(3):
+        control = rng.random(120) < 0.5
+        better = control | (rng.random(120) < 0.3)
+        rows = [_row("audio", "trained", better), _row("random-init-audio", "random-init", control)]
+        for r in rows:
+            r.update(macro_map=r["accuracy"], per_class_ap={"a": 0.5}, confusion_matrix=[[1]])
+        per_seed.append(add_control_deltas(rows))
+    agg = {r["name"]: r for r in aggregate_seeds(per_seed)}
+    trained = agg["audio"]
+    accs = [rows[0]["accuracy"] for rows in per_seed]
+    assert trained["accuracy"] == pytest.approx(np.mean(accs))
+    assert trained["accuracy_std"] == pytest.approx(np.std(accs, ddof=1))
+    assert trained["n_seeds"] == 3 and trained["confusion_matrix"] == [[3]]
+    assert trained["seeds_beating_control"] == sum(rows[0]["beats_control"] for rows in per_seed)
+    deltas = [rows[0]["delta_vs_control"] for rows in per_seed]
+    assert trained["delta_vs_control"] == pytest.approx(np.mean(deltas))
+    assert trained["delta_ci95"][0] > 0 and trained["beats_control"]
+    table = results_table(list(agg.values())).splitlines()[2:]
+    line = next(ln for ln in table if "random-init" not in ln)
+    assert " ± " in line and "/3 seeds)" in line

@@ -97,13 +97,41 @@ class RandomMask(nn.Module):
         return x.masked_fill(band.view(shape), self.fill)
 
 
+class FreqShift(nn.Module):
+    """(B, C, n_mels, frames) -> same shape: each example moved up or down by a whole number of
+    mel bins, uniform in [-max_bins, max_bins], with probability p; vacated bins are `fill`."""
+
+    def __init__(self, p: float, max_bins: int, fill: float = 0.0):
+        super().__init__()
+        self.p, self.max_bins, self.fill = p, max_bins, fill
+
+    def draw(self, x: Tensor, g: torch.Generator | None) -> Tensor:
+        """(B,) int64 shifts in bins (positive = up); 0 where the transform is not applied."""
+        n = x.shape[0]
+        u = torch.rand(2, n, device=x.device, generator=g)
+        k = (u[1] * (2 * self.max_bins + 1)).long().clamp_max(2 * self.max_bins) - self.max_bins
+        return torch.where(u[0] < self.p, k, torch.zeros_like(k))
+
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        if self.p <= 0.0 or self.max_bins == 0:
+            return x
+        b, c, m, t = x.shape
+        src = torch.arange(m, device=x.device)[None, :] - self.draw(x, generator)[:, None]
+        inside = (src >= 0) & (src < m)  # (B, M)
+        index = src.clamp(0, m - 1)[:, None, :, None].expand(b, c, m, t)
+        out = torch.gather(x, 2, index)
+        return out.masked_fill(~inside[:, None, :, None], self.fill)
+
+
 class SpectrogramChain(nn.Module):
-    """(B, T) waveforms -> (B, 1, n_mels, T // hop + 1): noise mix, log-mel, freq & time masks."""
+    """(B, T) waveforms -> (B, 1, n_mels, T // hop + 1): noise mix, log-mel, frequency shift,
+    freq & time masks."""
 
     def __init__(self, cfg: SpectrogramAugConfig, mel: MelConfig, sample_rate: int):
         super().__init__()
         self.noise = AddNoise(cfg.noise)
         self.frontend = MelFrontend(mel, sample_rate)
+        self.freq_shift = FreqShift(cfg.freq_shift.p, cfg.freq_shift.max_bins)
         self.freq_mask = RandomMask(cfg.freq_mask, axis=-2)
         self.time_mask = RandomMask(cfg.time_mask, axis=-1)
 
@@ -112,5 +140,6 @@ class SpectrogramChain(nn.Module):
         check_waveforms(x)
         x = self.noise(x, generator)
         x = self.frontend(x)
+        x = self.freq_shift(x, generator)
         x = self.freq_mask(x, generator)
         return self.time_mask(x, generator)
