@@ -109,6 +109,20 @@ def one_seed(cfg: Config, fmt: str, steps: list[int], device: torch.device) -> l
     return points
 
 
+def budget_steps(cfg: Config) -> int:
+    """The optimiser steps a plain run of `cfg` takes (one worker): epochs x steps per epoch."""
+    pool = len(load_dataset(cfg.data, "pretrain", progress=False).splits["train"])
+    per_epoch = pool // min(cfg.train.batch_size, pool)
+    if cfg.train.max_steps_per_epoch is not None:
+        per_epoch = min(per_epoch, cfg.train.max_steps_per_epoch)
+    return cfg.train.epochs * per_epoch
+
+
+def log_steps(budget: int, points: int = 5) -> list[int]:
+    """0 and `points` step counts halving down from `budget` (e.g. 0, 30, 60, 120, 240, 480)."""
+    return [0] + sorted({max(1, round(budget / 2**k)) for k in range(points)})
+
+
 def _short(p: dict) -> str:
     keys = ("linear_valid", "linear_test", "knn_test", "effective_rank", "train_seconds")
     return "  ".join(f"{k} {p[k]:.3f}" for k in keys if k in p)
