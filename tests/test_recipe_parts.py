@@ -47,8 +47,8 @@ def test_frequency_shift_moves_whole_bins_and_fills_the_floor() -> None:
 
 
 def test_the_chain_applies_the_shift_and_config_checks_its_size() -> None:
-    cfg = load_config(preset="tiny", overrides=["augment.spectrogram.freq_shift.p=1.0",
-                                                "augment.spectrogram.freq_shift.max_bins=4"])  # fmt: skip
+    shift = ["augment.spectrogram.freq_shift.p=1.0", "augment.spectrogram.freq_shift.max_bins=4"]
+    cfg = load_config(preset="tiny", overrides=shift)
     chain = SpectrogramChain(cfg.augment.spectrogram, cfg.mel, cfg.data.sample_rate)
     assert chain.freq_shift.max_bins == 4
     with pytest.raises(ConfigError, match="freq_shift.max_bins"):
@@ -75,7 +75,8 @@ def test_learning_curve_runs_on_a_labelled_folder(tmp_path: Path) -> None:
     argv = [sys.executable, str(ROOT / "benchmarks" / "learning_curve.py"), "--preset", "tiny",
             "--format", "spectrogram", "--steps", "0,2,4", "--seeds", "0,1", "--out", str(out),
             "--set", "data.probe.kind=folder", "--set", f"data.probe.root={root}",
-            "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "train.batch_size=4"]  # fmt: skip
+            "--set", f"data.cache_dir={tmp_path / 'cache'}",
+            "--set", "train.batch_size=4"]  # fmt: skip
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
