@@ -24,6 +24,11 @@ FORMATS: tuple[str, ...] = ("audio", "spectrogram")
 CROSS = "cross"
 PRETRAIN_FORMATS: tuple[str, ...] = (*FORMATS, CROSS)
 PRESET_DIR = Path(__file__).parent / "presets"
+# Encoder-set names a compare variant may not take (they name rows already).
+RESERVED_SET_NAMES: tuple[str, ...] = ("trained", "random", "random_init", CROSS, *FORMATS)
+# Variants share the encoders' architecture (so the random-init controls fit them too), the
+# probe data and the inputs.
+COMPARE_PREFIXES: tuple[str, ...] = ("train.", "augment.", "model.projector")
 
 
 class _Loader(yaml.SafeLoader):
@@ -304,6 +309,39 @@ class Config(_Section):
     train: TrainConfig = TrainConfig()
     probe: ProbeConfig = ProbeConfig()
     tracking: TrackingConfig = TrackingConfig()
+    # Recipe variants `mfclr run` pretrains too, every format each, as extra table rows
+    # prefixed with the variant's name: {name: {dotted key: value}}, e.g.
+    # {"ntxent": {"train.vc_weight": 0.0}} adds ntxent-audio, ntxent-spectrogram, ntxent-fused.
+    compare: dict[str, dict[str, Any]] = {}
+
+    @model_validator(mode="after")
+    def _compare_variants(self) -> Config:
+        for name, overrides in self.compare.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in RESERVED_SET_NAMES:
+                raise ValueError(
+                    f"compare variant name '{name}' must be lower-case letters, digits or _ "
+                    f"and not one of {', '.join(RESERVED_SET_NAMES)}; rename it"
+                )
+            for key in overrides:
+                if not key.startswith(COMPARE_PREFIXES):
+                    raise ValueError(
+                        f"compare.{name}: '{key}' cannot vary between variants (probe data, "
+                        f"inputs and encoders are shared); use keys under "
+                        f"{', '.join(COMPARE_PREFIXES)}"
+                    )
+            self.variant(name)  # unknown keys and bad values fail now, not after pretraining
+        return self
+
+    def variant(self, name: str) -> Config:
+        """The config of compare variant `name`: this one with its overrides (and no variants)."""
+        data = self.to_dict()
+        data["compare"] = {}
+        try:
+            for key, value in self.compare[name].items():
+                _set_dotted(data, key, value)
+            return build_config(data)
+        except ConfigError as err:
+            raise ConfigError(f"compare.{name}: {err}") from None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:

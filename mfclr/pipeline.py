@@ -92,16 +92,23 @@ def run_all(
     log.info("data: %s", {r: d["tracks"] for r, d in data.items()})
     sets: dict[str, dict[str, Any]] = {"trained": {}, CROSS: {}}
     checkpoints = {}
-    for fmt in formats:
-        log.info("== pretraining %s (%d epochs)", fmt, cfg.train.epochs)
-        paths = pretrain_local(cfg, fmt, out / "pretrain" / fmt, resume=not fresh,
-                               progress=progress, tracking_dir=out, group=group)  # fmt: skip
+    # (set name, config, format): the run's own formats, then every compare variant's.
+    jobs = [("trained", cfg, fmt) for fmt in formats]
+    jobs += [(name, cfg.variant(name), fmt) for name in cfg.compare for fmt in formats]
+    for kind, job_cfg, fmt in jobs:
+        label = fmt if kind == "trained" else f"{kind}-{fmt}"
+        log.info("== pretraining %s (%d epochs)", label, job_cfg.train.epochs)
+        paths = pretrain_local(job_cfg, fmt, out / "pretrain" / label, resume=not fresh,
+                               progress=progress, tracking_dir=out, group=group,
+                               label=label)  # fmt: skip
         for f, path in paths.items():
-            sets[CROSS if fmt == CROSS else "trained"][f] = load_frozen(path, f)
-            checkpoints[f"{CROSS}-{f}" if fmt == CROSS else f] = str(path)
+            key = CROSS if fmt == CROSS else kind
+            sets.setdefault(key, {})[f] = load_frozen(path, f)
+            checkpoints[f if key == "trained" else f"{key}-{f}"] = str(path)
     log.info("== probing frozen embeddings")
+    extra_sets = {k: v for k, v in sets.items() if k != "trained"}
     rows = evaluate(cfg, sets["trained"], out, device=resolve_device(cfg.train.device),
-                    extra={CROSS: sets[CROSS]})  # fmt: skip
+                    extra=extra_sets)  # fmt: skip
     extra = {
         "dataset": data["probe"]["name"],
         "test_tracks": data["probe"]["tracks"]["test"],

@@ -59,12 +59,14 @@ def pretrain_local(
     progress: bool = True,
     tracking_dir: str | Path | None = None,
     group: str | None = None,
+    label: str | None = None,
 ) -> dict[str, Path]:
     """Pretrain `fmt` in `run_dir` (resuming from its last checkpoint) and export the encoder.
 
     Returns the exported encoder path per input format (two for `cross`). A finished run is not
     trained again. W&B runs go under `tracking_dir` (default: run_dir), grouped by `group`
-    (default: the run folder's name).
+    (default: the run folder's name); `label` (default: the format) names the W&B run within
+    the group, e.g. `ntxent-audio` for a compare variant.
     """
     from mfclr.tracking import safe_run_id, start_run, tracking_reporter
     from mfclr.train import components, pretrain  # torch-heavy: kept out of CLI start-up
@@ -85,8 +87,9 @@ def pretrain_local(
     )
     if state is None or state["epoch"] < cfg.train.epochs:
         group = cfg.tracking.group or group or run_dir.name
-        tracker = start_run(cfg, job_type="pretrain", name=f"{group}-{fmt}",
-                            run_id=safe_run_id(group, fmt), dir=tracking_dir or run_dir, fmt=fmt,
+        label = label or fmt
+        tracker = start_run(cfg, job_type="pretrain", name=f"{group}-{label}",
+                            run_id=safe_run_id(group, label), dir=tracking_dir or run_dir, fmt=fmt,
                             dataset=cfg.data.probe.kind, group=group)  # fmt: skip
         with tracker:
             pretrain(cfg, fmt, tracking_reporter(tracker, reporter), initial_state=state,

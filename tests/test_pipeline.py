@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mfclr.config import load_config
 from mfclr.probe.embed import load_embeddings
 from tests.helpers import read_metrics, run_cli
 
@@ -19,7 +20,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     code, stdout, err = run_cli("run", "--preset", "tiny", "--out", str(out), "--quiet",
                                 "--set", f"data.cache_dir={out / 'cache'}",
                                 "--set", "train.epochs=6", "--formats", "audio,spectrogram,cross",
-                                "--set", "tracking.wandb=offline")  # fmt: skip
+                                "--set", "tracking.wandb=offline",
+                                "--set", "compare={lowlr: {train.lr: 0.0003}}")  # fmt: skip
     assert code == 0, err
     return out, stdout
 
@@ -42,6 +44,7 @@ def test_results_hold_every_variant(run: tuple[Path, str]) -> None:
     controls = {"random-init-audio", "random-init-spectrogram", "random-init"}
     assert {"audio", "spectrogram", "fused"} | controls <= names
     assert {"cross-audio", "cross-spectrogram", "cross-fused"} <= names
+    assert {"lowlr-audio", "lowlr-spectrogram", "lowlr-fused"} <= names  # a compare variant
     for row in results["rows"]:
         assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["macro_map"] <= 1.0
         assert len(row["confusion_matrix"]) == len(results["label_names"])
@@ -55,13 +58,24 @@ def test_results_hold_every_variant(run: tuple[Path, str]) -> None:
     assert "fused" in _md_names(stdout) and "results.json" in stdout
 
 
+def test_a_compare_variant_is_pretrained_with_its_own_overrides(run: tuple[Path, str]) -> None:
+    out, _ = run
+    for fmt in ("audio", "spectrogram"):
+        variant = load_config(out / "pretrain" / f"lowlr-{fmt}" / "config.yaml")
+        main = load_config(out / "pretrain" / fmt / "config.yaml")
+        assert variant.train.lr == 0.0003 and main.train.lr == 0.001
+        assert variant.compare == {} and variant.model == main.model
+        assert (out / "pretrain" / f"lowlr-{fmt}" / "encoder.pt").is_file()
+
+
 def test_every_trained_row_is_paired_with_its_own_control(run: tuple[Path, str]) -> None:
     out, _ = run
     rows = json.loads((out / "results.json").read_text())["rows"]
     by_key = {(r["name"], r["head"]): r for r in rows}
     want = {"audio": "random-init-audio", "cross-audio": "random-init-audio",
             "spectrogram": "random-init-spectrogram", "fused": "random-init",
-            "cross-fused": "random-init"}  # fmt: skip
+            "cross-fused": "random-init", "lowlr-audio": "random-init-audio",
+            "lowlr-fused": "random-init"}  # fmt: skip
     for (name, head), r in by_key.items():
         if r["encoders"] == "random-init":
             assert "delta_vs_control" not in r
