@@ -13,24 +13,19 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from mfclr import checkpoint as ckpt
 from mfclr.config import Config, save_config
+from mfclr.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
 
 def write_json(path: Path, obj: Any) -> None:
     """Atomic JSON write (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=2)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 class LocalReporter:
