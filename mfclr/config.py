@@ -64,16 +64,24 @@ class EmbeddedData(_Section):
     seed: int = 0
 
 
-class DatasetSpec(_Section):
-    """Where one dataset comes from.
+# The dataset kinds (`data.probe.kind`, `data.pretrain.kind`) and what each reads.
+DATASET_KINDS: dict[str, str] = {
+    "embedded": "synthetic genres generated from a seed into data.cache_dir (no download)",
+    "gtzan": "a local GTZAN copy (root holds genres/ or genres_original/), fault-filtered split",
+    "folder": "labelled: <root>/<class>/*.wav or <root>/genres/<class>/*.wav, split files in "
+    "<root>/splits/ or beside the classes (else a stratified split)",
+    "unlabelled": "any audio below root, pretraining only",
+}
 
-    kind: `embedded` (generated), `gtzan` (a local GTZAN folder, fault-filtered split),
-    `folder` (<root>/<class>/*.wav|flac|mp3|ogg, labelled), `unlabelled` (any audio below root;
-    pretraining only).
-    """
+
+class DatasetSpec(_Section):
+    """Where one dataset comes from; `kind` is one of DATASET_KINDS."""
 
     kind: Literal["embedded", "gtzan", "folder", "unlabelled"] = "embedded"
     root: str | None = None
+    # kind folder: the folder of train.txt/valid.txt/test.txt (relative to root, or absolute).
+    # Unset: <root>/splits/ or <root> itself, whichever holds them (else a stratified split).
+    splits: str | None = None
     embedded: EmbeddedData = EmbeddedData()
     # Labelled folders without split files get a seeded stratified split with these fractions.
     valid_fraction: float = Field(0.2, ge=0.0, lt=1.0)
@@ -84,6 +92,8 @@ class DatasetSpec(_Section):
     def _root_needed(self) -> DatasetSpec:
         if self.kind != "embedded" and not self.root:
             raise ValueError(f"dataset kind '{self.kind}' needs a root folder; set its root")
+        if self.splits is not None and self.kind != "folder":
+            raise ValueError(f"splits applies to kind 'folder' only, not '{self.kind}'; unset it")
         if self.valid_fraction + self.test_fraction >= 1.0:
             raise ValueError("valid_fraction + test_fraction must leave room for a train split")
         return self

@@ -19,6 +19,16 @@ from mfclr.runner import pretrain_local, write_json
 log = logging.getLogger(__name__)
 
 
+def class_counts(data: Any) -> dict[str, dict[str, int]]:
+    """class name -> split -> tracks of a PreparedDataset (unlabelled: one row, "(unlabelled)")."""
+    names = data.label_names or ["(unlabelled)"]
+    counts = {name: dict.fromkeys(data.splits, 0) for name in names}
+    for split, sp in data.splits.items():
+        for label in sp.labels:
+            counts[names[max(int(label), 0)]][split] += 1
+    return counts
+
+
 def prepare(cfg: Config) -> dict[str, Any]:
     """Decode and cache the probe (and, if separate, the pretraining) dataset; return a summary."""
     from mfclr.data import load_dataset
@@ -33,6 +43,7 @@ def prepare(cfg: Config) -> dict[str, Any]:
             "cache": str(data.cache_path),
             "classes": data.label_names,
             "tracks": {s: len(sp) for s, sp in data.splits.items()},
+            "class_counts": class_counts(data),
             "stats": data.stats,
         }
     return summary

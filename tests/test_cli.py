@@ -135,3 +135,36 @@ def test_probe_rejects_a_checkpoint_of_the_wrong_kind(tmp_path: Path) -> None:
     code, _, err = run_cli("probe", "--encoder", f"audio={tmp_path / 'missing.pt'}", "--out",
                            str(tmp_path / "out"), "--preset", "tiny")  # fmt: skip
     _one_line_error(code, err, "missing.pt", "does not exist")
+
+
+def test_config_show_lists_the_dataset_kinds_and_stays_valid_yaml() -> None:
+    import typing
+
+    import yaml
+
+    from mfclr.config import DATASET_KINDS, DatasetSpec, build_config
+
+    code, out, _ = run_cli("config", "show", "--preset", "tiny")
+    assert code == 0
+    kinds = typing.get_args(DatasetSpec.model_fields["kind"].annotation)
+    assert set(DATASET_KINDS) == set(kinds)
+    for kind in kinds:
+        assert any(line.startswith(f"#   {kind} ") for line in out.splitlines()), kind
+    build_config(yaml.safe_load(out))  # the comments change nothing
+
+
+def test_the_published_layout_loads_with_kind_and_root_alone(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    for c, cls in enumerate(("alpha", "beta")):
+        for i in range(3):
+            write_tone(root / "genres" / cls / f"{cls}.{i:05d}.wav", 0.3, freq=300 + 50 * c + i)
+    (root / "splits").mkdir()
+    for i, split in enumerate(("train", "valid", "test")):
+        lines = "".join(f"genres/{cls}/{cls}.{i:05d}.wav\n" for cls in ("alpha", "beta"))
+        (root / "splits" / f"{split}.txt").write_text(lines)
+    args = _folder_args(root, tmp_path / "c")
+    args[1] = "info"
+    code, out, err = run_cli(*args)
+    assert code == 0, err
+    assert f"split:  split files at {root / 'splits'}" in out
+    assert "train 2, valid 2, test 2" in out and "splits" not in out.split("\n  class ", 1)[1]
