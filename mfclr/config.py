@@ -24,6 +24,10 @@ FORMATS: tuple[str, ...] = ("audio", "spectrogram")
 CROSS = "cross"
 PRETRAIN_FORMATS: tuple[str, ...] = (*FORMATS, CROSS)
 PRESET_DIR = Path(__file__).parent / "presets"
+# The fusion strategies of mfclr/probe/fusion.py's registry (a test keeps the two equal): the
+# config checks names here, without importing torch.
+FUSION_NAMES: tuple[str, ...] = ("concat", "average", "weighted", "gated")
+HEAD_NAMES: tuple[str, ...] = ("linear", "mlp")
 
 
 class _Loader(yaml.SafeLoader):
@@ -269,7 +273,7 @@ class TrainConfig(_Section):
 
 class ProbeConfig(_Section):
     fusions: list[str] = ["concat"]
-    heads: list[Literal["linear", "mlp"]] = ["linear", "mlp"]
+    heads: list[str] = ["linear", "mlp"]
     hidden_dim: int = Field(512, ge=1)
     # Probe settings are chosen on the valid split only, over this grid.
     lrs: list[float] = [1e-3, 1e-2]
@@ -279,6 +283,22 @@ class ProbeConfig(_Section):
     batch_size: int = Field(64, ge=1)
     seed: int = 0
     random_init_control: bool = True
+
+    @model_validator(mode="after")
+    def _known_names(self) -> ProbeConfig:
+        # Checked here, not when the probe runs: a typo must not cost a whole embedding pass.
+        for key, names, valid in (
+            ("fusions", self.fusions, FUSION_NAMES),
+            ("heads", self.heads, HEAD_NAMES),
+        ):
+            bad = [n for n in names if n not in valid]
+            if bad:
+                raise ValueError(
+                    f"unknown {key[:-1]} '{bad[0]}' in probe.{key}; choose from {', '.join(valid)}"
+                )
+        if not self.heads:  # no fusion is fine (single formats only); no head gives no row
+            raise ValueError(f"probe.heads is empty; list at least one of {', '.join(HEAD_NAMES)}")
+        return self
 
 
 class TrackingConfig(_Section):
@@ -450,4 +470,6 @@ def load_config(
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    from mfclr.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

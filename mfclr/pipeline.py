@@ -14,7 +14,8 @@ from typing import Any
 
 from mfclr import checkpoint as ckpt
 from mfclr.config import CROSS, Config, save_config
-from mfclr.runner import pretrain_local, write_json
+from mfclr.io import clean_stale_temps
+from mfclr.runner import check_resume, pretrain_local, write_json
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +51,28 @@ def prepare(cfg: Config) -> dict[str, Any]:
 
 
 def run_all(
-    cfg: Config, out: str | Path, formats: list[str], *, fresh: bool = False, progress: bool = True
+    cfg: Config,
+    out: str | Path,
+    formats: list[str],
+    *,
+    fresh: bool = False,
+    progress: bool = True,
+    override_resume: bool = False,
 ) -> dict[str, Any]:
-    """Pretrain each format (resuming unless fresh), evaluate every variant, write results."""
+    """Pretrain each format (resuming unless fresh; see pretrain_local for `override_resume`),
+    evaluate every variant, write results."""
     from mfclr.evaluate import evaluate, load_frozen
     from mfclr.report import write_results
     from mfclr.tracking import log_probe_rows
     from mfclr.train import resolve_device
 
     out = Path(out)
+    if not fresh:  # a refused resume must leave the run folder as it was
+        for fmt in formats:
+            check_resume(cfg, fmt, out / "pretrain" / fmt, override=override_resume)
     out.mkdir(parents=True, exist_ok=True)
+    for folder in (out, out / "embeddings"):  # what a kill mid-write left behind
+        clean_stale_temps(folder)
     group = cfg.tracking.group or out.resolve().name
     save_config(cfg, out / "config.yaml")
     write_json(out / "run.json", {"formats": formats, "git_sha": ckpt.git_sha()})
@@ -70,7 +83,8 @@ def run_all(
     for fmt in formats:
         log.info("== pretraining %s (%d epochs)", fmt, cfg.train.epochs)
         paths = pretrain_local(cfg, fmt, out / "pretrain" / fmt, resume=not fresh,
-                               progress=progress, tracking_dir=out, group=group)  # fmt: skip
+                               progress=progress, tracking_dir=out, group=group,
+                               override_resume=override_resume)  # fmt: skip
         for f, path in paths.items():
             sets[CROSS if fmt == CROSS else "trained"][f] = load_frozen(path, f)
             checkpoints[f"{CROSS}-{f}" if fmt == CROSS else f] = str(path)
