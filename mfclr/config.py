@@ -459,7 +459,10 @@ def load_config(
     if preset:
         if preset not in preset_names():
             choices = ", ".join(preset_names())
-            raise ConfigError(f"unknown preset '{preset}'; choose one of {choices}")
+            raise ConfigError(
+                f"unknown preset '{preset}'; choose one of {choices}, or leave out --preset "
+                "for the config defaults"
+            )
         data = _merge(data, read_yaml(PRESET_DIR / f"{preset}.yaml", "preset"))
     if path:
         data = _merge(data, read_yaml(path))
