@@ -58,7 +58,7 @@ def load(path: str | Path, kind: str, fmt: str | None = None) -> dict[str, Any]:
     if fmt is not None and obj.get("format") != fmt:
         raise CheckpointError(
             f"checkpoint '{path}' holds a '{obj.get('format')}' encoder, expected '{fmt}'; "
-            f"pass a {fmt} checkpoint"
+            f"pass a checkpoint of the {fmt} format"
         )
     return obj
 
@@ -80,7 +80,7 @@ def pretrain_to_encoder(
     elif fmt is not None and fmt != out_fmt:
         raise CheckpointError(
             f"checkpoint '{path}' holds a '{out_fmt}' encoder, expected '{fmt}'; "
-            f"pass a {fmt} checkpoint"
+            f"pass a checkpoint of the {fmt} format"
         )
     return {
         "kind": ENCODER_KIND,

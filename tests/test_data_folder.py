@@ -100,6 +100,8 @@ def test_an_explicit_split_folder(tmp_path):
     assert str(root / "lists") in tracks.split_source and len(tracks.splits["valid"]) == 2
     with pytest.raises(DataError, match="split folder .*nowhere.* holds none of train.txt"):
         list_labelled(root, _spec(root, splits="nowhere"))
+    with pytest.raises(ValueError, match="splits applies to kind 'folder' only"):
+        DatasetSpec(kind="gtzan", root=str(root), splits="lists")
 
 
 def test_split_paths_are_normalised_inside_the_root(tmp_path):

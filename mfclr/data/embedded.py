@@ -25,7 +25,7 @@ from mfclr.data.compose import render_clip
 from mfclr.data.genres import GENRES
 from mfclr.data.listing import SPLITS, stratified_split, write_split_files
 from mfclr.errors import DataError
-from mfclr.io import check_writable_dir, storage_error, temp_name
+from mfclr.io import check_writable_dir, fsync_dir, storage_error, temp_name
 from mfclr.progress import enabled as progress_enabled
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,7 @@ def generate_embedded(
     try:
         _write_all(tmp, params, progress)
         _swap_in(tmp, root, params)
+        fsync_dir(root.parent)
     except OSError as err:
         raise storage_error(root, err, "embedded dataset") from None
     finally:
