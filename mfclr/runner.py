@@ -25,10 +25,15 @@ log = logging.getLogger(__name__)
 
 # Config keys (dotted; a trailing "." is a whole section) that may differ between a run folder's
 # checkpoint and the config that resumes it: more epochs extend a run, and where it runs, how
-# fast it loads, what it logs, where its files lie and how it is probed change no trained weight.
+# fast it loads, what it logs, where its files lie, how it is validated and how it is probed
+# change no trained weight.
 RESUMABLE_CHANGES = (
     "train.epochs",
     "train.device",
+    "train.eval_every",
+    "train.val_metric",
+    "train.val_head",
+    "train.max_eval_chunks",
     "data.loader_workers",
     "data.cache_dir",
     "data.probe.root",

@@ -127,7 +127,7 @@ def test_resume_refuses_other_hyperparameters_unless_overridden(
 def test_only_settings_that_change_no_weight_may_differ_on_resume(cache: Path) -> None:
     saved = tiny_config(cache).to_dict()
     same = tiny_config(cache / "elsewhere", "train.epochs=50", "train.device=cpu",
-                       "data.loader_workers=2", "tracking.wandb=disabled",
+                       "data.loader_workers=2", "tracking.wandb=disabled", "train.eval_every=3",
                        "probe.heads=[mlp]").to_dict()  # fmt: skip
     assert resume_changes(saved, same) == {}
     other = tiny_config(cache, "augment.audio.noise.p=0.1", "data.pretrain.kind=embedded")
