@@ -416,49 +416,12 @@ def _cmd_embed(args: argparse.Namespace) -> None:
     print(f"embeddings: {args.out} ({', '.join(f'{s} {v.shape}' for s, v in feats.items())})")
 
 
-def count_table(counts: dict[str, dict[str, int]]) -> str:
-    """A text table of tracks per class (rows) and split (columns), with totals."""
-    splits = list(next(iter(counts.values()), {}))
-    rows = [
-        [name, *(str(c[s]) for s in splits), str(sum(c.values()))] for name, c in counts.items()
-    ]
-    totals = [sum(c[s] for c in counts.values()) for s in splits]
-    rows.append(["total", *map(str, totals), str(sum(totals))])
-    head = ["class", *splits, "total"]
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-
-    def line(cells: list[str]) -> str:
-        first = cells[0].ljust(widths[0])
-        return "  ".join([first, *(c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))])
-
-    rule = ["-" * w for w in widths]
-    return "\n".join(line(r) for r in [head, rule, *rows[:-1], rule, rows[-1]])
-
-
 def _cmd_data(args: argparse.Namespace) -> None:
-    from mfclr.data.cache import summary_counts
+    from mfclr.data.summary import format_summary
     from mfclr.pipeline import prepare
 
-    summary = prepare(_config(args))
-    for role, info in summary.items():
-        st = info["stats"]
-        tracks = ", ".join(f"{s} {n}" for s, n in info["tracks"].items())
-        print(f"{role}: {info['name']}  ({len(info['classes'])} classes; cache {info['cache']})")
-        print(f"  root:   {st['root']}")
-        print(f"  split:  {st.get('split_source') or 'as cached'}")
-        print(f"  tracks: {tracks} ({sum(info['tracks'].values())} in all)")
-        print(f"  {summary_counts(st)}; {st['seconds']:.0f} s of audio")
-        if st.get("unlisted"):
-            print(f"  {st['unlisted']} audio files are listed in no split file (not used)")
-        if args.action == "info":
-            print("")
-            print("\n".join(f"  {row}" for row in count_table(info["class_counts"]).splitlines()))
-            for path, reason, _ in st["skipped_files"][:20]:
-                print(f"  skipped ({reason}): {path}")
-            if len(st["skipped_files"]) > 20:
-                print(f"  ... and {len(st['skipped_files']) - 20} more skipped files")
-            for path in st.get("loud_files", [])[:20]:
-                print(f"  scaled down to full scale: {path}")
+    for role, info in prepare(_config(args)).items():
+        print(format_summary(role, info, detailed=args.action == "info"))
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
