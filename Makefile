@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 OUT    ?= runs/demo
 
 # glibc hands SampleCNN's large activations back to the OS after every step and faults them in
-# again; keeping them mapped makes CPU steps 1.5-1.8x faster (shared/notes/perf.md).
+# again; keeping them mapped makes CPU steps 1.5-1.8x faster (README.md, section Performance).
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 68719476736
 

@@ -126,7 +126,9 @@ class GpuUtilSampler:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--preset", default="demo", choices=[*preset_names(), NO_PRESET])
+    p.add_argument("--preset", default="demo", choices=[*preset_names(), NO_PRESET],
+                   help=f"an mfclr preset, or '{NO_PRESET}': the config defaults alone, the "
+                   "paper-sized setup (what mfclr runs with no --preset)")  # fmt: skip
     p.add_argument("--steps", type=int, default=15, help="timed optimizer steps per measurement")
     p.add_argument("--batch-size", type=int, default=None, help="pairs per step (preset's)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (all cores)")

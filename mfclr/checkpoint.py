@@ -10,16 +10,15 @@ Two kinds:
 
 from __future__ import annotations
 
-import os
-import subprocess
-import tempfile
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from mfclr.errors import CheckpointError
+from mfclr.io import atomic_write_with, git_sha
+
+__all__ = ["atomic_save", "git_sha", "load", "load_state_strict", "pretrain_to_encoder"]
 
 PRETRAIN_KIND = "mfclr.pretrain"
 ENCODER_KIND = "mfclr.encoder"
@@ -27,20 +26,12 @@ VERSION = 1
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
-    """torch.save to a temp file in the same folder, then rename: never half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """torch.save to a temp file in the same folder, then rename: never half a file.
+
+    A full disk or a read-only folder raises StorageError naming `path` (torch alone reports
+    an opaque "[enforce fail at inline_container.cc]" RuntimeError).
+    """
+    return atomic_write_with(path, lambda fh: torch.save(obj, fh), "checkpoint")
 
 
 def load(path: str | Path, kind: str, fmt: str | None = None) -> dict[str, Any]:
@@ -67,7 +58,7 @@ def load(path: str | Path, kind: str, fmt: str | None = None) -> dict[str, Any]:
     if fmt is not None and obj.get("format") != fmt:
         raise CheckpointError(
             f"checkpoint '{path}' holds a '{obj.get('format')}' encoder, expected '{fmt}'; "
-            f"pass a {fmt} checkpoint"
+            f"pass a checkpoint of the {fmt} format"
         )
     return obj
 
@@ -89,7 +80,7 @@ def pretrain_to_encoder(
     elif fmt is not None and fmt != out_fmt:
         raise CheckpointError(
             f"checkpoint '{path}' holds a '{out_fmt}' encoder, expected '{fmt}'; "
-            f"pass a {fmt} checkpoint"
+            f"pass a checkpoint of the {fmt} format"
         )
     return {
         "kind": ENCODER_KIND,
@@ -118,21 +109,3 @@ def load_state_strict(module: torch.nn.Module, state: dict[str, Any], what: str)
             f"{what} weights do not fit this architecture ({first[:160]}); "
             "the checkpoint was made for another encoder configuration"
         ) from None
-
-
-@lru_cache(maxsize=1)
-def git_sha() -> str | None:
-    """The commit of the source tree, or None outside a git checkout."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    sha = out.stdout.strip()
-    return sha if out.returncode == 0 and sha else None

@@ -8,11 +8,39 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from mfclr.config import FORMATS, PRETRAIN_FORMATS, Config, load_config, preset_names
+from mfclr.config import (
+    DATASET_KINDS,
+    FORMATS,
+    FUSION_NAMES,
+    HEAD_NAMES,
+    PRETRAIN_FORMATS,
+    Config,
+    load_config,
+    preset_names,
+)
 from mfclr.errors import ConfigError, MfclrError
+from mfclr.io import check_writable_dir, clean_stale_temps
 from mfclr.progress import set_quiet
 
 log = logging.getLogger("mfclr")
+
+# What `mfclr --help` opens with: what the tool does, for someone who has not read the code.
+DESCRIPTION = """\
+Multi-format contrastive learning of music representations: pretrain an audio encoder
+(SampleCNN on the waveform) and a spectrogram encoder (ResNet-18 on a mel spectrogram) with
+SimCLR-style contrastive learning, then probe the frozen embeddings, alone and fused, for genre
+classification (accuracy, macro mAP, per-class AP on the test split), next to a random-init
+control. Runs locally, as Ray Train workers, or as Ray Tune + Optuna sweeps.
+"""
+EPILOG = """\
+examples:
+  mfclr run --preset demo --out runs/demo      pretrain both formats, probe, print the table
+  mfclr data info --preset demo                tracks per class and split, what was skipped
+  mfclr report runs/demo                       report.md with plots of a finished run
+  mfclr config show --preset demo              every setting, with its default
+
+Run `mfclr COMMAND --help` for one command's options.
+"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,6 +67,15 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="stop on a missing or corrupt audio file instead of skipping it",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _override_resume(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--override-resume",
+        action="store_true",
+        help="resume even though hyperparameters differ from the checkpoint's; the changes "
+        "are recorded in run.json",
+    )
 
 
 def _formats(text: str) -> list[str]:
@@ -78,7 +115,12 @@ def _encoder_arg(text: str) -> tuple[str | None, Path]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="mfclr", description=__doc__)
+    parser = _Parser(
+        prog="mfclr",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     cfg = sub.add_parser("config", help="show the resolved config").add_subparsers(
@@ -99,8 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=PRETRAIN_FORMATS,
         help="cross = both encoders at once, a track's two formats as the pair",
     )
-    p.add_argument("--out", required=True, type=Path, help="the run folder")
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="the run folder: config.yaml, checkpoints/last.pt, encoder.pt (rerun to resume)",
+    )
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    _override_resume(p)
     p.add_argument(
         "--workers",
         type=_non_negative,
@@ -151,7 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("embed", help="export track embeddings (with labels) of a frozen encoder")
     p.add_argument("--encoder", required=True, type=_encoder_arg, help="encoder.pt or last.pt")
-    p.add_argument("--out", required=True, type=Path, help="the .npz file to write")
+    p.add_argument(
+        "--out", required=True, type=Path, help="the .npz file to write (not an existing folder)"
+    )
     _common(p)
 
     p = sub.add_parser("probe", help="probe frozen encoders: fusion x head variants")
@@ -163,13 +213,29 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FORMAT=PATH",
         help="one per format, e.g. audio=runs/x/encoder.pt",
     )
-    p.add_argument("--fusion", action="append", help="fusion strategy (repeatable)")
-    p.add_argument("--head", action="append", choices=["linear", "mlp"], help="probe head")
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument(
+        "--fusion",
+        action="append",
+        choices=FUSION_NAMES,
+        help=f"fusion strategy (repeatable): {', '.join(FUSION_NAMES)}",
+    )
+    p.add_argument("--head", action="append", choices=HEAD_NAMES, help="probe head (repeatable)")
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="the output folder: embeddings/*.npz, results.json, results.md",
+    )
     _common(p)
 
     p = sub.add_parser("run", help="pretrain every format, then the probe table")
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="the run folder: pretrain/<format>/, embeddings/, results.json, results.md "
+        "(rerun to resume)",
+    )
     p.add_argument(
         "--formats",
         type=_formats,
@@ -184,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="repeat pretraining with N seeds (train.seed, +1, ...) into OUT/seed-<s>/ and "
         "report mean ± std over them",
     )
+    _override_resume(p)
     _common(p)
 
     p = sub.add_parser("report", help="report.md with PNG plots of a finished run or sweep")
@@ -216,9 +283,9 @@ def _cmd_run(args: argparse.Namespace) -> None:
     from mfclr.pipeline import run_seeds
 
     cfg = _config(args)
-    result = run_seeds(
-        cfg, args.out, args.formats, args.seeds, fresh=args.fresh, progress=not args.quiet
-    )
+    check_writable_dir(args.out, "--out")
+    result = run_seeds(cfg, args.out, args.formats, args.seeds, fresh=args.fresh,
+                       progress=not args.quiet, override_resume=args.override_resume)  # fmt: skip
     _print_table(result)
     print(f"\ncheckpoints: {args.out / 'pretrain'}/<format>/ (encoder.pt, checkpoints/last.pt)")
     print(f"embeddings:  {result['embeddings']}")
@@ -231,19 +298,26 @@ def _cmd_pretrain(args: argparse.Namespace) -> None:
             raise ConfigError("--use-gpu and --storage need Ray Train workers; add --workers N")
         from mfclr.runner import pretrain_local
 
-        paths = pretrain_local(
-            _config(args), args.format, args.out, resume=not args.fresh, progress=not args.quiet
-        )
+        cfg = _config(args)
+        check_writable_dir(args.out, "--out")
+        paths = pretrain_local(cfg, args.format, args.out, resume=not args.fresh,
+                               progress=not args.quiet,
+                               override_resume=args.override_resume)  # fmt: skip
         for fmt, path in paths.items():
             print(f"{fmt} encoder: {path}")
         return
     if args.fresh and args.out.exists():
         raise ConfigError(f"--fresh with --workers: remove '{args.out}' or choose another --out")
+    if args.override_resume:
+        raise ConfigError("--override-resume applies to local runs; drop it or --workers")
+    cfg = _config(args)
+    out = check_writable_dir(args.out, "--out").resolve()
+    if args.storage and "://" not in args.storage:
+        check_writable_dir(Path(args.storage), "--storage")
     from mfclr.launch import export_encoder, launch
 
-    out = args.out.resolve()
     result = launch(
-        _config(args),
+        cfg,
         args.format,
         workers=args.workers,
         use_gpu=True if args.use_gpu else None,
@@ -267,6 +341,14 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
             f"{spec.budget.trials} trials x {spec.budget.epochs} epochs per format"
         )
         return
+    # Before Ray starts: a local storage root below a file fails deep inside pyarrow otherwise.
+    out = check_writable_dir(args.out / spec.name, "--out")
+    storage = args.storage or spec.storage
+    if storage and "://" not in storage:
+        what = "--storage" if args.storage else f"the storage: of '{args.file}'"
+        check_writable_dir(Path(storage), what)
+    for folder in (out, out / "best"):
+        clean_stale_temps(folder)
     from mfclr.tune import SweepInterrupted, print_summary, run_sweep
 
     try:
@@ -297,6 +379,9 @@ def _cmd_probe(args: argparse.Namespace) -> None:
     if args.head:
         extra["probe.heads"] = args.head
     cfg = _config(args, extra)
+    check_writable_dir(args.out, "--out")
+    for folder in (args.out, args.out / "embeddings"):
+        clean_stale_temps(folder)
     encoders = {}
     for fmt, path in args.encoder:
         frozen = load_frozen(path, fmt)
@@ -324,6 +409,12 @@ def _cmd_embed(args: argparse.Namespace) -> None:
     from mfclr.probe.embed import save_embeddings
 
     cfg = _config(args)
+    if args.out.is_dir():
+        raise ConfigError(
+            f"--out '{args.out}' is a folder; embed writes one .npz file: "
+            f"pass a file path such as {args.out / 'embeddings.npz'}"
+        )
+    check_writable_dir(args.out.parent, "the folder of --out")
     fmt, path = args.encoder
     frozen = load_frozen(path, fmt)
     data = load_dataset(cfg.data, "probe")
@@ -340,18 +431,11 @@ def _cmd_embed(args: argparse.Namespace) -> None:
 
 
 def _cmd_data(args: argparse.Namespace) -> None:
+    from mfclr.data.summary import format_summary
     from mfclr.pipeline import prepare
 
-    summary = prepare(_config(args))
-    for role, info in summary.items():
-        print(f"{role}: {info['name']}  cache {info['cache']}")
-        print(
-            f"  tracks: {info['tracks']}  classes ({len(info['classes'])}): "
-            f"{', '.join(info['classes'])}"
-        )
-        if args.action == "info":
-            for key, value in info["stats"].items():
-                print(f"  {key}: {value}")
+    for role, info in prepare(_config(args)).items():
+        print(format_summary(role, info, detailed=args.action == "info"))
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
@@ -365,6 +449,11 @@ def _cmd_config(args: argparse.Namespace) -> None:
     import yaml
 
     print(yaml.safe_dump(_config(args).to_dict(), sort_keys=False), end="")
+    # As YAML comments, so the output stays a valid config file.
+    print("# dataset kinds (data.probe.kind, data.pretrain.kind):")
+    width = max(map(len, DATASET_KINDS))
+    for kind, what in DATASET_KINDS.items():
+        print(f"#   {kind:<{width}}  {what}")
 
 
 COMMANDS = {
@@ -389,8 +478,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         COMMANDS[args.command](args)
-    except MfclrError as err:
+    except (MfclrError, FloatingPointError) as err:  # the loop's NaN loss is the user's to fix
         print(f"mfclr: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a filesystem failure no check caught: still one line
+        where = f" '{err.filename}'" if err.filename else ""
+        print(
+            f"mfclr: error: {err.strerror or err}{where}; check the path, its permissions and "
+            "the free space",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print(

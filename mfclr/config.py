@@ -29,6 +29,10 @@ RESERVED_SET_NAMES: tuple[str, ...] = ("trained", "random", "random_init", CROSS
 # Variants share the encoders' architecture (so the random-init controls fit them too), the
 # probe data and the inputs.
 COMPARE_PREFIXES: tuple[str, ...] = ("train.", "augment.", "model.projector")
+# The fusion strategies of mfclr/probe/fusion.py's registry (a test keeps the two equal): the
+# config checks names here, without importing torch.
+FUSION_NAMES: tuple[str, ...] = ("concat", "average", "weighted", "gated")
+HEAD_NAMES: tuple[str, ...] = ("linear", "mlp")
 
 
 class _Loader(yaml.SafeLoader):
@@ -69,16 +73,24 @@ class EmbeddedData(_Section):
     seed: int = 0
 
 
-class DatasetSpec(_Section):
-    """Where one dataset comes from.
+# The dataset kinds (`data.probe.kind`, `data.pretrain.kind`) and what each reads.
+DATASET_KINDS: dict[str, str] = {
+    "embedded": "synthetic genres generated from a seed into data.cache_dir (no download)",
+    "gtzan": "a local GTZAN copy (root holds genres/ or genres_original/), fault-filtered split",
+    "folder": "labelled: <root>/<class>/*.wav or <root>/genres/<class>/*.wav, split files in "
+    "<root>/splits/ or beside the classes (else a stratified split)",
+    "unlabelled": "any audio below root, pretraining only",
+}
 
-    kind: `embedded` (generated), `gtzan` (a local GTZAN folder, fault-filtered split),
-    `folder` (<root>/<class>/*.wav|flac|mp3|ogg, labelled), `unlabelled` (any audio below root;
-    pretraining only).
-    """
+
+class DatasetSpec(_Section):
+    """Where one dataset comes from; `kind` is one of DATASET_KINDS."""
 
     kind: Literal["embedded", "gtzan", "folder", "unlabelled"] = "embedded"
     root: str | None = None
+    # kind folder: the folder of train.txt/valid.txt/test.txt (relative to root, or absolute).
+    # Unset: <root>/splits/ or <root> itself, whichever holds them (else a stratified split).
+    splits: str | None = None
     embedded: EmbeddedData = EmbeddedData()
     # Labelled folders without split files get a seeded stratified split with these fractions.
     valid_fraction: float = Field(0.2, ge=0.0, lt=1.0)
@@ -89,6 +101,8 @@ class DatasetSpec(_Section):
     def _root_needed(self) -> DatasetSpec:
         if self.kind != "embedded" and not self.root:
             raise ValueError(f"dataset kind '{self.kind}' needs a root folder; set its root")
+        if self.splits is not None and self.kind != "folder":
+            raise ValueError(f"splits applies to kind 'folder' only, not '{self.kind}'; unset it")
         if self.valid_fraction + self.test_fraction >= 1.0:
             raise ValueError("valid_fraction + test_fraction must leave room for a train split")
         return self
@@ -281,7 +295,7 @@ class TrainConfig(_Section):
 
 class ProbeConfig(_Section):
     fusions: list[str] = ["concat"]
-    heads: list[Literal["linear", "mlp"]] = ["linear", "mlp"]
+    heads: list[str] = ["linear", "mlp"]
     hidden_dim: int = Field(512, ge=1)
     # Probe settings are chosen on the valid split only, over this grid.
     lrs: list[float] = [1e-3, 1e-2]
@@ -291,6 +305,22 @@ class ProbeConfig(_Section):
     batch_size: int = Field(64, ge=1)
     seed: int = 0
     random_init_control: bool = True
+
+    @model_validator(mode="after")
+    def _known_names(self) -> ProbeConfig:
+        # Checked here, not when the probe runs: a typo must not cost a whole embedding pass.
+        for key, names, valid in (
+            ("fusions", self.fusions, FUSION_NAMES),
+            ("heads", self.heads, HEAD_NAMES),
+        ):
+            bad = [n for n in names if n not in valid]
+            if bad:
+                raise ValueError(
+                    f"unknown {key[:-1]} '{bad[0]}' in probe.{key}; choose from {', '.join(valid)}"
+                )
+        if not self.heads:  # no fusion is fine (single formats only); no head gives no row
+            raise ValueError(f"probe.heads is empty; list at least one of {', '.join(HEAD_NAMES)}")
+        return self
 
 
 class TrackingConfig(_Section):
@@ -489,7 +519,10 @@ def load_config(
     if preset:
         if preset not in preset_names():
             choices = ", ".join(preset_names())
-            raise ConfigError(f"unknown preset '{preset}'; choose one of {choices}")
+            raise ConfigError(
+                f"unknown preset '{preset}'; choose one of {choices}, or leave out --preset "
+                "for the config defaults"
+            )
         data = _merge(data, read_yaml(PRESET_DIR / f"{preset}.yaml", "preset"))
     if path:
         data = _merge(data, read_yaml(path))
@@ -500,4 +533,6 @@ def load_config(
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    from mfclr.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -22,3 +22,7 @@ class AudioError(DataError):
 
 class CheckpointError(MfclrError):
     """A checkpoint that is missing, of the wrong kind, or for another encoder."""
+
+
+class StorageError(MfclrError):
+    """A folder or file that cannot be written: a file in the way, read-only, disk full."""

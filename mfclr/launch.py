@@ -252,9 +252,10 @@ def launch(
     try:
         return trainer.fit()
     except WorkerGroupError as err:
-        # A user-fixable error in a worker (missing data, bad checkpoint) stays one line.
+        # A user-fixable error in a worker (missing data, bad checkpoint, a NaN loss) stays one
+        # line.
         first = next(iter(err.worker_failures.values()), None)
-        if isinstance(first, MfclrError):
+        if isinstance(first, MfclrError | FloatingPointError):
             raise type(first)(f"Ray Train run '{name}' failed: {first}") from None
         raise
 

@@ -14,9 +14,20 @@ from typing import Any
 
 from mfclr import checkpoint as ckpt
 from mfclr.config import CROSS, Config, save_config
-from mfclr.runner import pretrain_local, write_json
+from mfclr.io import clean_stale_temps
+from mfclr.runner import check_resume, pretrain_local, write_json
 
 log = logging.getLogger(__name__)
+
+
+def class_counts(data: Any) -> dict[str, dict[str, int]]:
+    """class name -> split -> tracks of a PreparedDataset (unlabelled: one row, "(unlabelled)")."""
+    names = data.label_names or ["(unlabelled)"]
+    counts = {name: dict.fromkeys(data.splits, 0) for name in names}
+    for split, sp in data.splits.items():
+        for label in sp.labels:
+            counts[names[max(int(label), 0)]][split] += 1
+    return counts
 
 
 def prepare(cfg: Config) -> dict[str, Any]:
@@ -33,6 +44,7 @@ def prepare(cfg: Config) -> dict[str, Any]:
             "cache": str(data.cache_path),
             "classes": data.label_names,
             "tracks": {s: len(sp) for s, sp in data.splits.items()},
+            "class_counts": class_counts(data),
             "stats": data.stats,
         }
     return summary
@@ -46,11 +58,13 @@ def run_seeds(
     *,
     fresh: bool = False,
     progress: bool = True,
+    override_resume: bool = False,
 ) -> dict[str, Any]:
     """`run_all` once per pretraining seed (train.seed, +1, ...) in OUT/seed-<s>/, then one
     table of means ± std over seeds in OUT/results.json|md. One seed is plain `run_all`."""
+    flags = {"fresh": fresh, "progress": progress, "override_resume": override_resume}
     if seeds == 1:
-        return run_all(cfg, out, formats, fresh=fresh, progress=progress)
+        return run_all(cfg, out, formats, **flags)
     from mfclr.evaluate import aggregate_seeds
     from mfclr.report import write_results
 
@@ -60,7 +74,7 @@ def run_seeds(
         seed = cfg.train.seed + i
         log.info("==== seed %d (%d of %d)", seed, i + 1, seeds)
         runs.append(run_all(cfg.with_overrides({"train.seed": seed}), out / f"seed-{seed}",
-                            formats, fresh=fresh, progress=progress))  # fmt: skip
+                            formats, **flags))  # fmt: skip
     rows = aggregate_seeds([r["rows"] for r in runs])
     keep = ("dataset", "test_tracks", "label_names", "git_sha")
     extra = {k: runs[0][k] for k in keep}
@@ -75,16 +89,33 @@ def run_seeds(
 
 
 def run_all(
-    cfg: Config, out: str | Path, formats: list[str], *, fresh: bool = False, progress: bool = True
+    cfg: Config,
+    out: str | Path,
+    formats: list[str],
+    *,
+    fresh: bool = False,
+    progress: bool = True,
+    override_resume: bool = False,
 ) -> dict[str, Any]:
-    """Pretrain each format (resuming unless fresh), evaluate every variant, write results."""
+    """Pretrain each format (resuming unless fresh; see pretrain_local for `override_resume`),
+    evaluate every variant, write results."""
     from mfclr.evaluate import evaluate, load_frozen
     from mfclr.report import write_results
     from mfclr.tracking import log_probe_rows
     from mfclr.train import resolve_device
 
     out = Path(out)
+    # (set name, config, format, folder label): the run's own formats, then each compare
+    # variant's.
+    jobs = [("trained", cfg, fmt, fmt) for fmt in formats]
+    jobs += [(name, cfg.variant(name), fmt, f"{name}-{fmt}") for name in cfg.compare
+             for fmt in formats]  # fmt: skip
+    if not fresh:  # a refused resume must leave the run folder as it was
+        for _, job_cfg, fmt, label in jobs:
+            check_resume(job_cfg, fmt, out / "pretrain" / label, override=override_resume)
     out.mkdir(parents=True, exist_ok=True)
+    for folder in (out, out / "embeddings"):  # what a kill mid-write left behind
+        clean_stale_temps(folder)
     group = cfg.tracking.group or out.resolve().name
     save_config(cfg, out / "config.yaml")
     write_json(out / "run.json", {"formats": formats, "git_sha": ckpt.git_sha()})
@@ -92,15 +123,11 @@ def run_all(
     log.info("data: %s", {r: d["tracks"] for r, d in data.items()})
     sets: dict[str, dict[str, Any]] = {"trained": {}, CROSS: {}}
     checkpoints = {}
-    # (set name, config, format): the run's own formats, then every compare variant's.
-    jobs = [("trained", cfg, fmt) for fmt in formats]
-    jobs += [(name, cfg.variant(name), fmt) for name in cfg.compare for fmt in formats]
-    for kind, job_cfg, fmt in jobs:
-        label = fmt if kind == "trained" else f"{kind}-{fmt}"
+    for kind, job_cfg, fmt, label in jobs:
         log.info("== pretraining %s (%d epochs)", label, job_cfg.train.epochs)
         paths = pretrain_local(job_cfg, fmt, out / "pretrain" / label, resume=not fresh,
-                               progress=progress, tracking_dir=out, group=group,
-                               label=label)  # fmt: skip
+                               progress=progress, tracking_dir=out, group=group, label=label,
+                               override_resume=override_resume)  # fmt: skip
         for f, path in paths.items():
             key = CROSS if fmt == CROSS else kind
             sets.setdefault(key, {})[f] = load_frozen(path, f)

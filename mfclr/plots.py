@@ -11,12 +11,27 @@ from __future__ import annotations
 import math
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-BEST_COLOUR, OTHER_COLOUR, CONTROL_COLOUR = "#1f77b4", "#9fc5e8", "#bbbbbb"
+# One convention in every plot: pretrained variants are blue (the best one darker), the
+# random-init control is grey (darker when it is the best row: it stays grey, marked by the star).
+BEST_COLOUR, OTHER_COLOUR = "#1f77b4", "#9fc5e8"
+CONTROL_COLOUR, BEST_CONTROL_COLOUR = "#bbbbbb", "#7f7f7f"
 DPI = 120
+
+
+def is_control(row: Mapping[str, Any]) -> bool:
+    """A random-init control row (its encoders, or its name, say so)."""
+    return "random-init" in (row.get("encoders"), row.get("name"))
+
+
+def variant_colour(control: bool, best: bool) -> str:
+    """The bar colour of a variant: grey for the random-init control, blue for pretrained."""
+    if control:
+        return BEST_CONTROL_COLOUR if best else CONTROL_COLOUR
+    return BEST_COLOUR if best else OTHER_COLOUR
 
 
 def _pyplot() -> Any:
@@ -45,32 +60,45 @@ def _pct(value: Any) -> float:
 # ----------------------------------------------------------------------------- probe results
 
 
-def plot_variants(
-    labels: Sequence[str], rows: Sequence[Mapping[str, Any]], best: int | None, path: Path
-) -> Path:
-    """Horizontal bars: test accuracy and macro mAP (%) of each variant (`labels[i]` names
-    `rows[i]`); the best variant is starred and drawn darker."""
-    plt = _pyplot()
+def draw_variants(
+    ax: Any, labels: Sequence[str], rows: Sequence[Mapping[str, Any]], best: int | None
+) -> list[Any]:
+    """Draw `plot_variants`' bars on `ax`; returns, per row, its (accuracy, macro mAP) bars."""
     n = len(rows)
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.55 * max(n, 1)))
     ys = list(range(n))[::-1]  # first row at the top, as in the table
     h = 0.38
+    bars = []
     for i, (y, row) in enumerate(zip(ys, rows, strict=True)):
-        control = "random-init" in (row.get("encoders"), row.get("name"))
-        colour = BEST_COLOUR if i == best else CONTROL_COLOUR if control else OTHER_COLOUR
+        colour = variant_colour(is_control(row), i == best)
+        pair = []
         for dy, key, hatch in ((h / 2, "accuracy", None), (-h / 2, "macro_map", "//")):
             value = _pct(row.get(key))
-            ax.barh(y + dy, 0 if math.isnan(value) else value, h, color=colour, hatch=hatch,
-                    edgecolor="white")  # fmt: skip
+            pair.append(ax.barh(y + dy, 0 if math.isnan(value) else value, h, color=colour,
+                                hatch=hatch, edgecolor="white"))  # fmt: skip
             text = "n/a" if math.isnan(value) else f"{value:.1f}"
             ax.text((0 if math.isnan(value) else value) + 1, y + dy, text, va="center", fontsize=8)
+        bars.append(tuple(pair))
     ax.set_yticks(ys, [f"★ {lab}" if i == best else lab for i, lab in enumerate(labels)])
     if best is not None:
         ax.get_yticklabels()[best].set_fontweight("bold")
     ax.set_xlim(0, 110)
     ax.set_xlabel("test split (%)")
-    ax.set_title("Probe variants: accuracy (solid), macro mAP (hatched); grey = random-init")
+    ax.set_title(
+        "Probe variants: accuracy (solid), macro mAP (hatched); blue = pretrained, "
+        "grey = random-init control"
+    )
     ax.grid(axis="x", alpha=0.3)
+    return bars
+
+
+def plot_variants(
+    labels: Sequence[str], rows: Sequence[Mapping[str, Any]], best: int | None, path: Path
+) -> Path:
+    """Horizontal bars: test accuracy and macro mAP (%) of each variant (`labels[i]` names
+    `rows[i]`); the best variant is starred and drawn darker, in its own colour (grey for the
+    random-init control, blue for a pretrained variant)."""
+    fig, ax = _pyplot().subplots(figsize=(8, 1.2 + 0.55 * max(len(rows), 1)))
+    draw_variants(ax, labels, rows, best)
     return _save(fig, path)
 
 
@@ -101,31 +129,63 @@ def plot_confusion(
     return _save(fig, path)
 
 
-def plot_per_class_ap(
-    series: Mapping[str, Mapping[str, float | None]], title: str, path: Path
-) -> Path:
-    """Grouped bars of per-class AP (%): one group per class, one bar per series (e.g. the best
-    variant and the random-init control); a class absent from test is marked n/a."""
-    plt = _pyplot()
+def series_colours(labels: Sequence[str], controls: Collection[str]) -> list[str]:
+    """Per series: grey for a random-init control, blue for a pretrained one (the first pretrained
+    series dark, the others light)."""
+    out, pretrained = [], 0
+    for label in labels:
+        if label in controls:
+            out.append(CONTROL_COLOUR)
+        else:
+            out.append(BEST_COLOUR if pretrained == 0 else OTHER_COLOUR)
+            pretrained += 1
+    return out
+
+
+def draw_per_class_ap(
+    ax: Any, series: Mapping[str, Mapping[str, float | None]], controls: Collection[str]
+) -> list[Any]:
+    """Draw `plot_per_class_ap`'s bars on `ax`; returns one bar container per series."""
     names = list(next(iter(series.values())).keys()) if series else []
     k = max(len(series), 1)
     width = 0.8 / k
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(names) * k + 2), 4.5))
-    colours = [BEST_COLOUR, CONTROL_COLOUR, OTHER_COLOUR]
+    bars = []
+    colours = series_colours(list(series), controls)
     for j, (label, per_class) in enumerate(series.items()):
         xs = [i + (j - (k - 1) / 2) * width for i in range(len(names))]
         values = [_pct(per_class.get(n)) for n in names]
-        ax.bar(xs, [0 if math.isnan(v) else v for v in values], width, label=label,
-               color=colours[j % len(colours)])  # fmt: skip
+        bars.append(ax.bar(xs, [0 if math.isnan(v) else v for v in values], width, label=label,
+                           color=colours[j]))  # fmt: skip
         for x, v in zip(xs, values, strict=True):
             if math.isnan(v):
                 ax.text(x, 1, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
     ax.set_ylim(0, 105)
     ax.set_ylabel("average precision (%)")
-    ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    return bars
+
+
+def plot_per_class_ap(
+    series: Mapping[str, Mapping[str, float | None]],
+    title: str,
+    path: Path,
+    controls: Collection[str] | None = None,
+) -> Path:
+    """Grouped bars of per-class AP (%): one group per class, one bar per series (e.g. the best
+    variant and the random-init control); a class absent from test is marked n/a.
+
+    `controls`: the labels of random-init series, drawn grey (default: labels naming
+    "random-init"); the others are blue, as in `plot_variants`.
+    """
+    if controls is None:
+        controls = [label for label in series if "random-init" in label]
+    names = list(next(iter(series.values())).keys()) if series else []
+    k = max(len(series), 1)
+    fig, ax = _pyplot().subplots(figsize=(max(6.0, 0.7 * len(names) * k + 2), 4.5))
+    draw_per_class_ap(ax, series, controls)
+    ax.set_title(title)
     return _save(fig, path)
 
 

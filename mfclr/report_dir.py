@@ -141,8 +141,9 @@ def _best_sections(
         series = {label: per_class}
         if other is not None:
             series[_label(other)] = other.get("per_class_ap") or {}
+        controls = [_label(r) for r in (row, other) if r is not None and _is_control(r)]
         png = P.plot_per_class_ap(
-            series, "Per-class average precision (test)", plots / "per_class_ap.png"
+            series, "Per-class average precision (test)", plots / "per_class_ap.png", controls
         )
         lines = [
             f"| class | {' | '.join(_cell(k) + ' AP (%)' for k in series)} |",
@@ -263,8 +264,9 @@ def write_report(run_dir: str | Path, best_key: str = BEST_KEY) -> Path:
     plots.mkdir(exist_ok=True)
     for old in plots.glob("*.png"):  # a plot that no longer applies must not linger
         old.unlink()
-    kind = f"sweep `{results['sweep']}`" if results.get("sweep") else "run"
-    parts = [f"# mfclr report: {_cell(run_dir.resolve().name)}", "", f"- {kind}"]
+    # The facts of the run as a list; a sweep says which (a plain run needs no bullet of its own).
+    parts = [f"# mfclr report: {_cell(run_dir.resolve().name)}", ""]
+    parts += [f"- sweep: `{_cell(results['sweep'])}`"] if results.get("sweep") else []
     parts += [
         f"- {k}: {_cell(results[k])}" for k in ("dataset", "test_tracks", "git_sha") if k in results
     ]

@@ -7,9 +7,14 @@ Offline by default: runs are written under `<dir>/wandb/offline-run-*` and uploa
 
 Every run carries the same flat config keys (`FLAT_KEYS`), so W&B's group-by and parallel
 coordinates work across pretraining trials (job_type=pretrain) and probe variants
-(job_type=probe) of one sweep (the run group). Credentials travel only in the environment: no
-environment value is ever copied into a config, and `start_run` refuses a config that contains
-the value of a secret-looking environment variable.
+(job_type=probe) of one sweep (the run group). Credentials travel only in the environment or a
+file: no environment value is ever copied into a config, and `start_run` refuses a config that
+contains the value of a secret-looking environment variable or of the key file.
+
+The API key for online runs: `WANDB_API_KEY` (or `wandb login`'s ~/.netrc) as usual, or
+`WANDB_API_KEY_FILE`, the path of a file holding the key (on a cluster, written on each node at
+set-up from the cloud's secret store): only the path travels in a job's environment, so the key
+never shows in `ray job list`, job metadata or the runtime-env agent's logs.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ FLAT_KEYS = (
     "weight_decay", "lr", "epochs", "batch_size", "dataset", "seed", "git_sha",
 )  # fmt: skip
 _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
+KEY_FILE_ENV = "WANDB_API_KEY_FILE"
 Report = Callable[[dict[str, Any], dict[str, Any] | None], None]
 
 
@@ -194,14 +200,51 @@ def run_config(
     return {**flat, "config": cfg.to_dict()}
 
 
+def api_key_from_file(*, strict: bool = True) -> str | None:
+    """The W&B API key in the file that `WANDB_API_KEY_FILE` names; None when it is unset.
+
+    strict: a missing, unreadable or empty file is a ConfigError naming it (else None). A file
+    that other users may read is used, with a warning to chmod it.
+    """
+    raw = os.environ.get(KEY_FILE_ENV, "").strip()
+    if not raw:
+        return None
+    path = Path(raw).expanduser()
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+        mode = path.stat().st_mode
+    except (OSError, UnicodeDecodeError) as err:
+        if not strict:
+            return None
+        why = getattr(err, "strerror", None) or type(err).__name__
+        raise ConfigError(
+            f"{KEY_FILE_ENV}='{path}' cannot be read ({why}); fix it or unset it"
+        ) from None
+    if not key:
+        if not strict:
+            return None
+        raise ConfigError(
+            f"{KEY_FILE_ENV}='{path}' is empty; write the W&B API key into it or unset it"
+        )
+    if strict and mode & 0o077:
+        log.warning("%s '%s' is readable by other users (mode %03o); chmod 600 it",
+                    KEY_FILE_ENV, path, mode & 0o777)  # fmt: skip
+    return key
+
+
 def _check_no_secrets(config: Mapping[str, Any], what: str) -> None:
-    """Refuse a config holding the value of a secret-looking environment variable."""
+    """Refuse a config holding the value of a secret-looking environment variable, or the key
+    of `WANDB_API_KEY_FILE`."""
     text = json.dumps(config, default=str)
-    for name, value in os.environ.items():
-        if _SECRET_NAME.search(name) and len(value) >= 16 and value in text:
+    secrets = [(f"${n}", v) for n, v in os.environ.items() if _SECRET_NAME.search(n)]
+    from_file = api_key_from_file(strict=False)
+    if from_file:
+        secrets.append((f"the file ${KEY_FILE_ENV}", from_file))
+    for name, value in secrets:
+        if len(value) >= 16 and value in text:
             raise ConfigError(
-                f"the config of {what} holds the value of ${name}; remove it "
-                "(credentials belong in the environment only)"
+                f"the config of {what} holds the value of {name}; remove it "
+                "(credentials belong in the environment or a key file only)"
             )
 
 
@@ -238,7 +281,7 @@ def start_run(
     if rank != 0 or mode == "disabled":
         return NullTracker()
     if git_sha is None:
-        from mfclr.checkpoint import git_sha as detect_sha
+        from mfclr.io import git_sha as detect_sha
 
         git_sha = detect_sha()
     config = run_config(
@@ -253,6 +296,26 @@ def start_run(
     return WandbTracker(run, data_dir=Path(dir).resolve() / "wandb" / "data")
 
 
+def wandb_settings(mode: str) -> Any:
+    """The wandb.Settings of every run; online, the key of `WANDB_API_KEY_FILE` when the
+    environment holds no WANDB_API_KEY (the key goes to wandb, never into os.environ, so no child
+    process inherits it)."""
+    import wandb
+
+    key = None
+    if mode == "online" and not os.environ.get("WANDB_API_KEY"):
+        key = api_key_from_file()
+    return wandb.Settings(
+        # Offline rows are flushed every 15 s by default: a trial killed by ASHA lost them all.
+        x_transaction_log_flush_interval=1.0,
+        # No banners in our CLI output (warnings and errors still show). No console capture:
+        # progress bars would fill output.log, and stray prints could leak into the run files.
+        silent=True,
+        console="off",
+        **({"api_key": key} if key else {}),
+    )
+
+
 def _init(cfg: Config, mode: str, root: Path, **kw: Any) -> Any:
     """wandb.init with our settings; a failure becomes one ConfigError line with the fix."""
     import wandb
@@ -260,14 +323,7 @@ def _init(cfg: Config, mode: str, root: Path, **kw: Any) -> Any:
     # The process-wide settings decide whether wandb's own usage telemetry may phone home; an
     # offline run alone does not stop that, so tell the global settings the mode too.
     wandb.setup(wandb.Settings(mode=mode))
-    settings = wandb.Settings(
-        # Offline rows are flushed every 15 s by default: a trial killed by ASHA lost them all.
-        x_transaction_log_flush_interval=1.0,
-        # No banners in our CLI output (warnings and errors still show). No console capture:
-        # progress bars would fill output.log, and stray prints could leak into the run files.
-        silent=True,
-        console="off",
-    )
+    settings = wandb_settings(mode)
     try:
         root.mkdir(parents=True, exist_ok=True)
         return wandb.init(project=cfg.tracking.project, entity=cfg.tracking.entity, dir=str(root),

@@ -125,6 +125,9 @@ def _setup(cfg: Config, fmt: str, device: torch.device, initial_state: dict | No
             ckpt.load_state_strict(model.encoders[f], part["encoder"], f"{f} encoder")
             ckpt.load_state_strict(model.projectors[f], part["projector"], f"{f} projector")
         opt.load_state_dict(initial_state["optimizer"])
+        for group in opt.param_groups:  # the config's values, not the saved ones: a resume with
+            group["lr"] = cfg.train.lr  # --override-resume must train as config.yaml says
+            group["weight_decay"] = cfg.train.weight_decay
         start, history = int(initial_state["epoch"]), list(initial_state.get("history", []))
     return Setup(model, opt, start, history)
 

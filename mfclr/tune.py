@@ -20,9 +20,7 @@ runs with `RAY_JOB_STOP_SIGNAL=SIGINT` (and `RAY_JOB_STOP_WAIT_TIME_S=60` to let
 from __future__ import annotations
 
 import logging
-import os
 import sys
-import tempfile
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,7 @@ from ray.tune.search.optuna import OptunaSearch
 from mfclr import checkpoint as ckpt
 from mfclr.config import CROSS, Config, build_config, save_config
 from mfclr.errors import ConfigError, MfclrError
+from mfclr.io import atomic_write_text
 from mfclr.launch import (
     VAL_METRIC,
     absolute_paths,
@@ -332,10 +331,7 @@ def _best_table(best: dict[str, dict[str, Any]]) -> str:
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def finish_sweep(

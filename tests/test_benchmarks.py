@@ -64,3 +64,20 @@ def test_it_records_the_setup_it_measured(result: dict) -> None:
     # No GPU here: the GPU-only figures are null, not made up.
     assert result["peak_gpu_mem_mb"] is None
     assert all(result[f"gpu_utilization_{fmt}"] is None for fmt in FORMATS)
+
+
+def test_the_readmes_benchmark_commands_parse() -> None:
+    import importlib.util
+    import shlex
+
+    spec = importlib.util.spec_from_file_location("throughput", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    throughput = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(throughput)
+    readme = (ROOT / "README.md").read_text()
+    lines = [ln.split("#")[0] for ln in readme.splitlines() if "benchmarks/throughput.py " in ln]
+    commands = [shlex.split(ln.split("benchmarks/throughput.py", 1)[1]) for ln in lines]
+    assert len(commands) >= 2 and any("--device" in c for c in commands)  # the GPU one too
+    for argv in commands:
+        argv = [a for a in argv if not a.startswith("[")]  # `[--compile]`: optional
+        throughput.parse_args(argv)

@@ -135,3 +135,124 @@ def test_probe_rejects_a_checkpoint_of_the_wrong_kind(tmp_path: Path) -> None:
     code, _, err = run_cli("probe", "--encoder", f"audio={tmp_path / 'missing.pt'}", "--out",
                            str(tmp_path / "out"), "--preset", "tiny")  # fmt: skip
     _one_line_error(code, err, "missing.pt", "does not exist")
+
+
+def test_config_show_lists_the_dataset_kinds_and_stays_valid_yaml() -> None:
+    import typing
+
+    import yaml
+
+    from mfclr.config import DATASET_KINDS, DatasetSpec, build_config
+
+    code, out, _ = run_cli("config", "show", "--preset", "tiny")
+    assert code == 0
+    kinds = typing.get_args(DatasetSpec.model_fields["kind"].annotation)
+    assert set(DATASET_KINDS) == set(kinds)
+    for kind in kinds:
+        assert any(line.startswith(f"#   {kind} ") for line in out.splitlines()), kind
+    build_config(yaml.safe_load(out))  # the comments change nothing
+
+
+def test_the_published_layout_loads_with_kind_and_root_alone(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    for c, cls in enumerate(("alpha", "beta")):
+        for i in range(3):
+            write_tone(root / "genres" / cls / f"{cls}.{i:05d}.wav", 0.3, freq=300 + 50 * c + i)
+    (root / "splits").mkdir()
+    for i, split in enumerate(("train", "valid", "test")):
+        lines = "".join(f"genres/{cls}/{cls}.{i:05d}.wav\n" for cls in ("alpha", "beta"))
+        (root / "splits" / f"{split}.txt").write_text(lines)
+    args = _folder_args(root, tmp_path / "c")
+    args[1] = "info"
+    code, out, err = run_cli(*args)
+    assert code == 0, err
+    assert f"split:  split files at {root / 'splits'}" in out
+    assert "train 2, valid 2, test 2" in out and "splits" not in out.split("\n  class ", 1)[1]
+
+
+@pytest.mark.parametrize("command", ["run", "pretrain", "probe"])
+def test_an_out_that_is_a_file_or_below_one_is_refused_before_any_work(
+    tmp_path: Path, command: str
+) -> None:
+    blocker = tmp_path / "results"
+    blocker.write_text("keep me")
+    extra = {"run": [], "pretrain": ["--format", "audio"],
+             "probe": ["--encoder", f"audio={tmp_path / 'missing.pt'}"]}[command]  # fmt: skip
+    for out, needle in ((blocker, "is a file"), (blocker / "run", "lies below the file")):
+        code, _, err = run_cli(command, "--preset", "tiny", "--out", str(out), *extra)
+        _one_line_error(code, err, str(out), needle, "--out")
+    assert blocker.read_text() == "keep me"
+
+
+def test_embed_refuses_an_existing_folder_before_embedding(tmp_path: Path) -> None:
+    code, _, err = run_cli("embed", "--preset", "tiny", "--encoder", str(tmp_path / "enc.pt"),
+                           "--out", str(tmp_path))  # fmt: skip
+    _one_line_error(code, err, str(tmp_path), "is a folder", ".npz")
+
+
+def test_a_sweep_storage_below_a_file_is_refused_before_ray_starts(tmp_path: Path) -> None:
+    (tmp_path / "blocker").write_text("x")
+    storage = tmp_path / "blocker" / "store"
+    sweep = Path(__file__).resolve().parents[1] / "sweeps" / "smoke.yaml"
+    code, _, err = run_cli("sweep", str(sweep), "--out", str(tmp_path / "sweeps"),
+                           "--storage", str(storage))  # fmt: skip
+    _one_line_error(code, err, str(storage), "--storage", "lies below the file")
+    assert not (tmp_path / "sweeps" / "smoke" / "sweep.yaml").exists()  # refused before any work
+
+
+def test_a_full_disk_during_a_checkpoint_is_one_line(tmp_path: Path, monkeypatch) -> None:
+    import errno
+    import os
+
+    import mfclr.io as mio
+
+    real = mio._write_chunk
+
+    def full_for_checkpoints(fd: int, data: memoryview) -> int:
+        if "last.pt" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd, data)
+
+    monkeypatch.setattr(mio, "_write_chunk", full_for_checkpoints)
+    out = tmp_path / "run"
+    code, _, err = run_cli("pretrain", "--format", "audio", "--preset", "tiny", "--out", str(out),
+                           "--quiet", "--set", "train.epochs=1", "--set",
+                           f"data.cache_dir={tmp_path / 'cache'}")  # fmt: skip
+    _one_line_error(code, err, str(out / "checkpoints" / "last.pt"), "No space left on device")
+    assert list((out / "checkpoints").iterdir()) == []  # no half-written temp file
+
+
+def test_fusion_and_head_names_are_checked_when_the_config_is_built(tmp_path: Path) -> None:
+    from mfclr.config import FUSION_NAMES
+    from mfclr.probe.fusion import FUSIONS
+
+    assert set(FUSION_NAMES) == set(FUSIONS)
+    code, _, err = run_cli("config", "show", "--set", "probe.fusions=[concat,bogus]")
+    _one_line_error(code, err, "bogus", "probe.fusions", ", ".join(FUSION_NAMES))
+    code, _, err = run_cli("config", "show", "--set", "probe.heads=[svm]")
+    _one_line_error(code, err, "svm", "linear, mlp")
+    code, _, err = run_cli("probe", "--encoder", f"audio={tmp_path / 'a.pt'}", "--fusion", "bogus",
+                           "--out", str(tmp_path / "p"))  # fmt: skip
+    _one_line_error(code, err, "bogus", "concat")
+
+
+def test_a_nan_loss_is_one_line(tmp_path: Path) -> None:
+    code, _, err = run_cli("pretrain", "--format", "audio", "--preset", "tiny", "--quiet",
+                           "--out", str(tmp_path / "run"), "--set", "train.lr=1e12",
+                           "--set", f"data.cache_dir={tmp_path / 'cache'}")  # fmt: skip
+    _one_line_error(code, err, "loss became nan", "train.lr")
+
+
+def test_every_out_flag_says_what_it_is() -> None:
+    from mfclr.cli import build_parser
+
+    parser = build_parser()
+    assert parser.description.startswith("Multi-format contrastive learning")
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    outs = {
+        name: next((a for a in sub._actions if "--out" in a.option_strings), None)
+        for name, sub in commands.items()
+    }
+    with_out = {name: a for name, a in outs.items() if a is not None}
+    assert set(with_out) >= {"pretrain", "sweep", "embed", "probe", "run"}
+    assert all(a.help and len(a.help) > 10 for a in with_out.values()), with_out

@@ -5,6 +5,7 @@ a broken copy is rejected."""
 from __future__ import annotations
 
 import copy
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -58,11 +59,77 @@ def test_cluster_yaml_keeps_the_projects_promises() -> None:
     assert any("pip install" in c and "-e /home/ray/mfclr" in c for c in cfg["setup_commands"])
     pyproject = (CLUSTER.parent / "pyproject.toml").read_text()
     assert '"ray[default,tune,train]==2.60.0"' in pyproject and '"torch==2.11.0"' in pyproject
-    # The dashboard/jobs port is never opened to the internet.
-    rules = cfg["provider"]["security_group"]["IpPermissions"]
-    assert not any(
-        r.get("FromPort", 0) <= port <= r.get("ToPort", -1) for r in rules for port in (8265, 10001)
+    # Token auth on every node: the token file from the submitting machine, the mode on start.
+    assert cfg["file_mounts"]["/home/ray/.ray/auth_token"] == "~/.ray/auth_token"
+    for cmds in (cfg["head_start_ray_commands"], cfg["worker_start_ray_commands"]):
+        assert "export RAY_AUTH_MODE=token;" in [c for c in cmds if "ray start" in c][0]
+
+
+RAY_PORTS = (6379, 8076, 8265, 10001)  # GCS, object manager, dashboard/jobs API, Ray client
+AWS = CLUSTER.parent / "docs" / "aws"
+
+
+def _opens(rule: dict[str, Any], port: int) -> bool:
+    if rule.get("IpProtocol") in ("-1", -1, "all"):
+        return True
+    return rule.get("FromPort", 0) <= port <= rule.get("ToPort", -1)
+
+
+def _cidrs(rule: dict[str, Any]) -> list[str]:
+    return [r.get("CidrIp") for r in rule.get("IpRanges", [])] + [
+        r.get("CidrIpv6") for r in rule.get("Ipv6Ranges", [])
+    ]
+
+
+def test_nothing_is_open_to_the_internet() -> None:
+    cfg = _load()
+    # Every node names a security group made beforehand: Ray then creates none (a group Ray
+    # creates always gets SSH from 0.0.0.0/0 added, whatever IpPermissions say).
+    for node in cfg["available_node_types"].values():
+        assert node["node_config"]["SecurityGroupIds"] == ["sg-YOUR-GROUP-ID"]
+    in_yaml = cfg["provider"].get("security_group", {}).get("IpPermissions", [])
+    ingress = json.loads((AWS / "ssh-ingress.json").read_text())
+    for rules in (in_yaml, ingress):
+        for rule in rules:
+            assert not set(_cidrs(rule)) & {"0.0.0.0/0", "::/0"}, rule
+            assert not any(_opens(rule, port) for port in RAY_PORTS), rule
+    (ssh,) = ingress
+    assert (ssh["FromPort"], ssh["ToPort"], _cidrs(ssh)) == (22, 22, ["YOUR-CIDR"])
+    # The jobs API listens on the head's loopback only (`ray dashboard` tunnels to it).
+    head = " ".join(cfg["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in head and "0.0.0.0" not in yaml.safe_dump(cfg)
+
+
+def test_instance_profiles_have_least_privilege() -> None:
+    cfg = _load()
+    profiles = {k: n["node_config"]["IamInstanceProfile"]["Name"]
+                for k, n in cfg["available_node_types"].items()}  # fmt: skip
+    assert profiles == {"head": "mfclr-ray-head", "gpu_worker": "mfclr-ray-worker"}
+    for name in ("ray-head-policy.json", "ray-worker-policy.json"):
+        policy = json.loads((AWS / name).read_text())
+        for st in policy["Statement"]:
+            actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+            assert "*" not in actions and not any(a.endswith(":*") for a in actions), st
+            resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+            if any(a.startswith("s3:") for a in actions):  # one bucket, never all of S3
+                assert all(r.startswith("arn:aws:s3:::YOUR-BUCKET") for r in resources), st
+            if st["Resource"] == "*":  # only reads and launches, only in the cluster's region
+                assert st["Condition"]["StringEquals"]["aws:RequestedRegion"] == "us-west-2"
+    worker = json.loads((AWS / "ray-worker-policy.json").read_text())
+    assert not any("ec2:" in json.dumps(st["Action"]) for st in worker["Statement"])
+
+
+def test_the_wandb_key_reaches_nodes_as_a_file_not_job_metadata() -> None:
+    cfg = _load()
+    fetch = next(c for c in cfg["setup_commands"] if "ssm get-parameter" in c)
+    assert "umask 077" in fetch and "--with-decryption" in fetch
+    assert "/home/ray/.config/mfclr/wandb_api_key" in fetch
+    docs = "".join(
+        (CLUSTER.parent / p).read_text()
+        for p in ("README.md", "docs/cluster.md", "docs/tracking.md")
     )
+    assert "WANDB_API_KEY_FILE" in docs
+    assert '"WANDB_API_KEY": ' not in docs and '\\"WANDB_API_KEY\\"' not in docs
 
 
 @pytest.mark.parametrize(

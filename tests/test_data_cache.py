@@ -14,7 +14,7 @@ from data_fixtures import SR, data_config, make_labelled, tone, write_tone
 import mfclr.data.cache as cache
 from mfclr.config import DatasetSpec, EmbeddedData
 from mfclr.data.cache import load_dataset, prepare_dataset
-from mfclr.errors import AudioError, DataError
+from mfclr.errors import AudioError, DataError, MfclrError
 
 
 @pytest.fixture
@@ -164,3 +164,46 @@ def test_embedded_and_unlabelled_end_to_end(tmp_path, decodes):
     pre = load_dataset(data, "pretrain")
     assert list(pre.splits) == ["train"] and pre.splits["train"].labels.tolist() == [-1, -1]
     assert pre.label_names == []
+
+
+def test_a_float_file_above_full_scale_is_scaled_down_and_named(tmp_path, caplog):
+    spec = _folder(tmp_path)
+    loud = tmp_path / "music" / "a" / "loud.wav"
+    sf.write(str(loud), 50.0 * tone(0.5), SR, subtype="FLOAT")  # peaks at ~ +34 dBFS
+    with caplog.at_level(logging.WARNING):
+        ds = prepare_dataset(spec, data_config(tmp_path / "cache", spec), progress=False)
+    assert "loud.wav" in caplog.text and "dBFS" in caplog.text
+    assert ds.stats["normalised"] == 1 and ds.stats["loud_files"] == [str(loud)]
+    split = next(s for s in ds.splits.values() if "a/loud.wav" in s.track_ids)
+    samples = split.track(split.track_ids.index("a/loud.wav"))
+    at_full_scale = np.mean(np.abs(samples) >= 32767 / 32768)
+    assert at_full_scale < 0.01  # not hard-clipped (it would be ~97 % of the samples)
+    assert np.abs(samples).max() > 0.9  # but as loud as int16 allows
+
+
+def test_stale_temp_folders_of_a_killed_build_are_removed(tmp_path):
+    from mfclr.io import STALE_AFTER_S, temp_name
+
+    spec = _folder(tmp_path)
+    cache_dir = tmp_path / "cache"
+    dead = cache_dir / ".folder-0123456789abcdef.tmp-999999999@nowhere-0a1b2c3d"
+    dead_here = cache_dir / temp_name("folder-0123456789abcdef").replace(
+        f"tmp-{os.getpid()}@", "tmp-999999999@"
+    )  # this host, a pid that cannot exist
+    live = cache_dir / temp_name("gtzan-fedcba9876543210")  # this process: still writing
+    for folder in (dead, dead_here, live):
+        (folder).mkdir(parents=True)
+        (folder / "train.i16").write_bytes(b"\0" * 10)
+    old = os.path.getmtime(dead) - STALE_AFTER_S - 60
+    for path in (dead, dead / "train.i16"):
+        os.utime(path, (old, old))
+    cache._cleaned.discard(cache_dir.resolve())
+    prepare_dataset(spec, data_config(cache_dir, spec), progress=False)
+    assert not dead.exists() and not dead_here.exists() and live.exists()
+
+
+def test_a_cache_dir_below_a_file_is_one_error(tmp_path):
+    spec = _folder(tmp_path)
+    (tmp_path / "blocker").write_text("a file")
+    with pytest.raises(MfclrError, match="data.cache_dir .*blocker.* lies below the file"):
+        prepare_dataset(spec, data_config(tmp_path / "blocker" / "cache", spec), progress=False)

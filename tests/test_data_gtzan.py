@@ -96,3 +96,21 @@ def test_wrong_rate_fatal_only_when_strict(full_tree, tmp_path):
         prepare_dataset(spec, data_config(tmp_path / "c", strict=True), progress=False)
     ds = prepare_dataset(spec, data_config(tmp_path / "c"), progress=False)
     assert len(ds.splits["train"]) == 443 and ds.stats["skipped"] == {}
+
+
+def test_a_missing_genre_is_named_and_counted(tmp_path, caplog):
+    from tests.helpers import run_cli
+
+    make_gtzan(tmp_path / "gtzan" / "genres", [t for t in FEW if not t.startswith("rock")])
+    root, cache = tmp_path / "gtzan", tmp_path / "cache"
+    args = ["data", "info", "--preset", "tiny", "--set", "data.probe.kind=gtzan",
+            "--set", f"data.probe.root={root}", "--set", f"data.cache_dir={cache}"]  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        code, out, err = run_cli(*args)
+    assert code == 0, err
+    assert "class 'rock' has no tracks" in caplog.text
+    assert out.count("tracks:") == 1 and "{" not in out  # a table, not Python dicts
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith("  ")}
+    assert rows["rock"] == ["0", "0", "0", "0"]  # train valid test total
+    assert rows["class"] == ["train", "valid", "test", "total"]
+    assert "torchaudio's fault-filtered" in out

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -79,6 +80,12 @@ def cluster() -> Iterator[str]:
     # Short temp dirs: Ray's Unix socket paths must stay under ~107 characters.
     head_dir, node_dir = (tempfile.mkdtemp(prefix="mfclr-ray-", dir="/tmp") for _ in range(2))
     logs = Path(head_dir)
+    # This cluster's own token, as `ray get-auth-token --generate` makes one: a fresh machine has
+    # no ~/.ray/auth_token, and the test must not write into $HOME.
+    token = logs / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    token.chmod(0o600)
+    ENV["RAY_AUTH_TOKEN_PATH"] = str(token)
     head = _start_node(
         [
             "--head",

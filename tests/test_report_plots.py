@@ -279,3 +279,49 @@ def test_missing_inputs_are_one_line_errors(tmp_path: Path) -> None:
     (tmp_path / "results.json").write_text("{")
     code, _, err = run_cli("report", str(tmp_path))
     assert code == 2 and "not valid JSON" in err
+
+
+def _facecolour(bar_container: Any) -> tuple[float, ...]:
+    return tuple(bar_container.patches[0].get_facecolor())
+
+
+@pytest.mark.parametrize("best_is_control", [False, True])
+def test_random_init_is_grey_and_pretrained_blue_in_every_plot(best_is_control: bool) -> None:
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgba
+
+    from mfclr import plots as P
+
+    rows = _rows()
+    control = [i for i, r in enumerate(rows) if r["encoders"] == "random-init"]
+    best = control[0] if best_is_control else 2
+    fig, ax = plt.subplots()
+    bars = P.draw_variants(ax, [r["name"] for r in rows], rows, best)
+    plt.close(fig)
+    grey = {to_rgba(P.CONTROL_COLOUR), to_rgba(P.BEST_CONTROL_COLOUR)}
+    blue = {to_rgba(P.BEST_COLOUR), to_rgba(P.OTHER_COLOUR)}
+    for i, pair in enumerate(bars):
+        colours = {_facecolour(b) for b in pair}
+        assert colours <= (grey if i in control else blue), (rows[i]["name"], colours)
+    same_kind = control[1] if best_is_control else 0  # another control / pretrained row
+    assert _facecolour(bars[best][0]) != _facecolour(bars[same_kind][0])  # the best is darker
+    assert "grey = random-init" in ax.get_title() and "blue = pretrained" in ax.get_title()
+
+    series = {
+        "fused · linear": rows[2]["per_class_ap"],
+        "random-init · linear": rows[4]["per_class_ap"],
+    }
+    for order in (list(series), list(series)[::-1]):  # whichever is drawn first
+        fig, ax = plt.subplots()
+        drawn = P.draw_per_class_ap(ax, {k: series[k] for k in order}, ["random-init · linear"])
+        plt.close(fig)
+        by_label = dict(zip(order, map(_facecolour, drawn), strict=True))
+        assert by_label["random-init · linear"] in grey and by_label["fused · linear"] in blue
+
+
+def test_report_opens_with_facts_not_a_stray_bullet(run_dir: Path) -> None:
+    code, _, err = run_cli("report", str(run_dir), "--quiet")
+    assert code == 0, err
+    bullets = [ln for ln in (run_dir / "report.md").read_text().splitlines() if ln.startswith("- ")]
+    assert bullets[0].startswith("- dataset: ")
+    assert all(": " in ln for ln in bullets[:3])

@@ -191,3 +191,28 @@ def test_run_ids_are_safe_and_short() -> None:
 def test_importing_tracking_does_not_import_wandb() -> None:
     code = "import sys, mfclr.tracking; assert 'wandb' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+
+
+def test_the_api_key_can_come_from_a_file(tmp_path: Path, monkeypatch) -> None:
+    """On a cluster the key is written on each node at set-up; only its path travels in a job's
+    environment, so `ray job list` and the runtime-env logs never see the key."""
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    key_file = tmp_path / "wandb_api_key"
+    key_file.write_text(FAKE_KEY + "\n")
+    key_file.chmod(0o600)
+    monkeypatch.setenv(tracking.KEY_FILE_ENV, str(key_file))
+    assert tracking.api_key_from_file() == FAKE_KEY
+    assert tracking.wandb_settings("online").api_key == FAKE_KEY
+    assert tracking.wandb_settings("offline").api_key is None  # offline needs no key
+    assert "WANDB_API_KEY" not in __import__("os").environ  # never put where children inherit
+    cfg = build_config({"data": {"cache_dir": f"/tmp/{FAKE_KEY}"}})
+    with pytest.raises(ConfigError, match=r"holds the value of the file \$WANDB_API_KEY_FILE"):
+        tracking.start_run(cfg, job_type="pretrain", name="x", run_id="x", dir=tmp_path,
+                           dataset="d", group=None, git_sha="s")  # fmt: skip
+    key_file.write_text("\n")
+    with pytest.raises(ConfigError, match=r"WANDB_API_KEY_FILE='.*wandb_api_key' is empty"):
+        tracking.api_key_from_file()
+    monkeypatch.setenv(tracking.KEY_FILE_ENV, str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match=r"WANDB_API_KEY_FILE='.*missing' cannot be read"):
+        tracking.wandb_settings("online")
+    assert tracking.api_key_from_file(strict=False) is None  # the secret check does not fail

@@ -3,6 +3,7 @@ exactly, and an interrupt leaves the last checkpoint usable."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,9 +15,10 @@ import pytest
 import torch
 
 from mfclr import checkpoint as ckpt
-from mfclr.errors import CheckpointError
+from mfclr.errors import CheckpointError, ConfigError
 from mfclr.evaluate import load_frozen
-from mfclr.runner import pretrain_local
+from mfclr.io import STALE_AFTER_S
+from mfclr.runner import pretrain_local, resume_changes
 from mfclr.train import knn_accuracy
 from tests.helpers import read_metrics, tiny_config
 
@@ -85,11 +87,68 @@ def test_checkpoints_are_loaded_strictly(cache: Path, tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="cannot be read"):
         ckpt.load(bad, ckpt.ENCODER_KIND)
     other = tiny_config(cache, "train.epochs=2", "model.resnet.blocks=[2,1,1,1]")
-    with pytest.raises(CheckpointError, match="do not fit this architecture"):
+    with pytest.raises(ConfigError, match="model.resnet.blocks"):
         pretrain_local(other, "spectrogram", tmp_path, progress=False)
+    with pytest.raises(CheckpointError, match="do not fit this architecture"):
+        pretrain_local(other, "spectrogram", tmp_path, progress=False, override_resume=True)
     torch.save({"weights": 1}, tmp_path / "foreign.pt")
     with pytest.raises(CheckpointError, match="not an mfclr checkpoint"):
         ckpt.load(tmp_path / "foreign.pt", ckpt.ENCODER_KIND)
+
+
+def test_resume_refuses_other_hyperparameters_unless_overridden(
+    cache: Path, tmp_path: Path
+) -> None:
+    pretrain_local(tiny_config(cache, "train.epochs=1"), "spectrogram", tmp_path, progress=False)
+    last = tmp_path / "checkpoints" / "last.pt"
+    stale = last.parent / ".last.pt.k3j2h1g0.tmp"  # a kill during a checkpoint write left it
+    stale.write_bytes(b"")
+    then = stale.stat().st_mtime - STALE_AFTER_S - 60
+    os.utime(stale, (then, then))
+    before = {p.name: p.read_bytes() for p in (tmp_path / "config.yaml", tmp_path / "run.json")}
+    changed = tiny_config(cache, "train.epochs=2", "train.lr=0.1", "train.temperature=0.2")
+    with pytest.raises(ConfigError) as err:
+        pretrain_local(changed, "spectrogram", tmp_path, progress=False)
+    message = str(err.value)
+    for needle in ("train.lr", "train.temperature", "--fresh", "--out", "--override-resume"):
+        assert needle in message
+    assert "train.epochs" not in message  # more epochs extend a run
+    after = {p.name: p.read_bytes() for p in (tmp_path / "config.yaml", tmp_path / "run.json")}
+    assert after == before and not stale.exists()  # nothing written, the stale temp is gone
+    pretrain_local(changed, "spectrogram", tmp_path, progress=False, override_resume=True)
+    state = ckpt.load(last, ckpt.PRETRAIN_KIND)
+    assert state["epoch"] == 2 and state["optimizer"]["param_groups"][0]["lr"] == 0.1
+    record = json.loads((tmp_path / "run.json").read_text())["resume_overrides"]
+    assert record == [
+        {"after_epoch": 1, "changed": {"train.lr": [0.001, 0.1], "train.temperature": [0.5, 0.2]}}
+    ]
+
+
+def test_only_settings_that_change_no_weight_may_differ_on_resume(cache: Path) -> None:
+    saved = tiny_config(cache).to_dict()
+    same = tiny_config(cache / "elsewhere", "train.epochs=50", "train.device=cpu",
+                       "data.loader_workers=2", "tracking.wandb=disabled", "train.eval_every=3",
+                       "probe.heads=[mlp]").to_dict()  # fmt: skip
+    assert resume_changes(saved, same) == {}
+    other = tiny_config(cache, "augment.audio.noise.p=0.1", "data.pretrain.kind=embedded")
+    assert set(resume_changes(saved, other.to_dict())) >= {"augment.audio.noise.p"}
+
+
+def test_resuming_a_run_of_another_format_names_the_fix(cache: Path, tmp_path: Path) -> None:
+    pretrain_local(tiny_config(cache, "train.epochs=1"), "spectrogram", tmp_path, progress=False)
+    with pytest.raises(CheckpointError) as err:
+        pretrain_local(tiny_config(cache, "train.epochs=1"), "audio", tmp_path, progress=False)
+    assert "holds a spectrogram pretraining run" in str(err.value)
+    assert "another --out" in str(err.value) and "--fresh" in str(err.value)
+    assert "a audio" not in str(err.value)
+
+
+def _lines(path: Path) -> int:
+    """Complete lines in a file another process is appending to (0 before it exists)."""
+    try:
+        return path.read_text().count("\n")
+    except FileNotFoundError:
+        return 0
 
 
 def test_ctrl_c_keeps_the_last_checkpoint_and_the_run_resumes(cache: Path, tmp_path: Path) -> None:
@@ -101,8 +160,8 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_the_run_resumes(cache: Path, tmp_p
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
     last = run / "checkpoints" / "last.pt"
     deadline = time.monotonic() + 120
-    while not (last.exists() and len(read_metrics(run)) >= 2) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    while _lines(run / "metrics.jsonl") < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)  # metrics follow the checkpoint of their epoch: last.pt exists by then
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -12,10 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
+import math
 import shutil
 import sys
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
@@ -38,15 +37,23 @@ from mfclr.data.store import (
     write_index,
 )
 from mfclr.errors import AudioError, DataError
+from mfclr.io import check_writable_dir, clean_stale_temps, fsync_dir, storage_error, temp_name
 from mfclr.progress import enabled as progress_enabled
 
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
+# A track louder than full scale is scaled down to it (int16 would clip it); past this peak the
+# file itself is over full scale (a float file), not a resampler's overshoot, and is named.
+OVER_FULL_SCALE_WARN_DB = 1.0
 # Fewer tracks than this decode too fast for a progress bar to help.
 PROGRESS_MIN_TRACKS = 32
+# What decoding did to tracks, counted in the dataset's stats.
+COUNTS = ("padded", "rejected", "resampled", "downmixed", "normalised")
 # Cache folders this process has already summarised in the log.
 _announced: set[Path] = set()
+# Cache folders this process has already cleared of stale temp folders.
+_cleaned: set[Path] = set()
 
 
 def list_tracks(spec: DatasetSpec, data: DataConfig, progress: bool = True) -> TrackList:
@@ -99,6 +106,7 @@ class _Builder:
         self.skipped: list[SkippedFile] = list(tracks.skipped)
         self.counts: Counter[str] = Counter()
         self.short: list[str] = []
+        self.loud: list[SkippedFile] = []  # named warnings, not skipped: the files are used
         total = sum(len(s) for s in tracks.splits.values())
         self.bar = tqdm(
             total=total, desc=f"decoding {tracks.root.name}", unit="track", file=sys.stderr,
@@ -137,7 +145,21 @@ class _Builder:
                 return None
             self.counts["padded"] += 1
             samples = np.pad(samples, (0, crop - len(samples)))
-        return to_int16(samples)
+        return to_int16(self.below_full_scale(path, samples))
+
+    def below_full_scale(self, path: Path, samples: np.ndarray) -> np.ndarray:
+        """Samples peaking above full scale (a float file, or a resampler's overshoot) scaled
+        down to it, counted as normalised: int16 would otherwise hard-clip them."""
+        peak = float(np.max(np.abs(samples))) if len(samples) else 0.0
+        if peak <= 1.0:
+            return samples
+        self.counts["normalised"] += 1
+        db = 20 * math.log10(peak)
+        if db > OVER_FULL_SCALE_WARN_DB:
+            self.loud.append(SkippedFile(str(path), "normalised",
+                f"{path}: peaks at +{db:.1f} dBFS, above full scale; scaled down by {db:.1f} dB "
+                "in the cache instead of clipping"))  # fmt: skip
+        return samples * np.float32(1.0 / peak)
 
     def build_split(self, name: str) -> dict[str, Any]:
         offsets, lengths, labels, ids, pos = [], [], [], [], 0
@@ -164,6 +186,12 @@ class _Builder:
                 f"({len(self.skipped)} skipped, {self.counts['rejected']} too short); "
                 "check the folder layout and the log"
             )
+        if self.loud:
+            for item in self.loud[:10]:
+                log.warning("%s", item.message)
+            if len(self.loud) > 10:
+                log.warning("%d more tracks peaked above full scale and were scaled down",
+                            len(self.loud) - 10)  # fmt: skip
         if self.short:
             what = "rejected" if self.data.short_clips == "reject" else "zero-padded"
             names = ", ".join(Path(p).name for p in self.short[:5])
@@ -189,23 +217,49 @@ class _Builder:
             "tracks": {name: len(s["lengths"]) for name, s in splits.items()},
             "skipped": dict(Counter(s.reason for s in self.skipped)),
             "skipped_files": [[s.path, s.reason, s.message] for s in self.skipped],
-            **{k: self.counts[k] for k in ("padded", "rejected", "resampled", "downmixed")},
+            **{k: self.counts[k] for k in COUNTS},
+            "loud_files": [item.path for item in self.loud],
+            "split_source": self.tracks.split_source,
+            "unlisted": len(self.tracks.unlisted),
             "seconds": round(n_samples / self.data.sample_rate, 2),
         }
+
+
+def summary_counts(stats: dict[str, Any]) -> str:
+    """`skipped 3 (missing 3); padded 0, rejected 0, ...` from a dataset's stats."""
+    skipped = sum(stats["skipped"].values())
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(stats["skipped"].items()))
+    counts = ", ".join(f"{k} {stats.get(k, 0)}" for k in COUNTS)
+    return f"skipped {skipped}{f' ({reasons})' if reasons else ''}; {counts}"
+
+
+def empty_classes(ds: PreparedDataset) -> list[str]:
+    """Label names with no track in any split (a class folder or genre that is missing)."""
+    used = {int(y) for sp in ds.splits.values() for y in sp.labels}
+    return [name for i, name in enumerate(ds.label_names) if i not in used]
 
 
 def _log_summary(ds: PreparedDataset, reused: bool) -> None:
     st = ds.stats
     tracks = ", ".join(f"{k} {v}" for k, v in st["tracks"].items())
-    skipped = sum(st["skipped"].values())
-    reasons = ", ".join(f"{k} {v}" for k, v in sorted(st["skipped"].items()))
     log.info(
-        "%s %s: %s tracks; skipped %d%s; padded %d, rejected %d, resampled %d, downmixed %d; "
-        "%.0f s of audio at %d Hz (cache %s)",
-        "reusing" if reused else "prepared", st["root"], tracks, skipped,
-        f" ({reasons})" if reasons else "", st["padded"], st["rejected"], st["resampled"],
-        st["downmixed"], st["seconds"], ds.sample_rate, ds.cache_path,
+        "%s %s: %s tracks; %s; %.0f s of audio at %d Hz (cache %s)",
+        "reusing" if reused else "prepared", st["root"], tracks, summary_counts(st),
+        st["seconds"], ds.sample_rate, ds.cache_path,
     )  # fmt: skip
+    if st.get("split_source"):
+        log.info("%s: %s", ds.name, st["split_source"])
+    if st.get("unlisted"):
+        log.warning(
+            "%s: %d audio files below %s are listed in no split file and are not used",
+            ds.name, st["unlisted"], st["root"],
+        )  # fmt: skip
+    for name in empty_classes(ds):
+        log.warning(
+            "%s: class '%s' has no tracks in any split (its folder is missing or every file "
+            "was skipped); restore it or expect it to be absent from every metric",
+            ds.name, name,
+        )  # fmt: skip
 
 
 def prepare_dataset(
@@ -216,8 +270,11 @@ def prepare_dataset(
     Raises DataError/AudioError with a one-line message for unusable datasets (and, when
     data.strict, for any missing, corrupt or mismatched file).
     """
-    tracks = list_tracks(spec, data, progress)
     cache_dir = Path(data.cache_dir).expanduser().resolve()
+    if cache_dir not in _cleaned:  # once per process: the loop reopens the dataset every epoch
+        _cleaned.add(cache_dir)
+        clean_stale_temps(cache_dir)
+    tracks = list_tracks(spec, data, progress)
     final = cache_dir / f"{spec.kind}-{cache_key(spec, data, tracks)}"
     if (final / INDEX).is_file():
         ds = open_prepared(final)
@@ -226,10 +283,10 @@ def prepare_dataset(
             warn_skipped([SkippedFile(*item) for item in ds.stats["skipped_files"]], "unusable")
             _log_summary(ds, reused=True)
         return ds
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache_dir / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    check_writable_dir(cache_dir, "data.cache_dir")
+    tmp = cache_dir / temp_name(final.name)
     try:
+        tmp.mkdir()
         name = (
             spec.kind if spec.kind in ("embedded", "gtzan") else f"{spec.kind}:{tracks.root.name}"
         )
@@ -239,6 +296,9 @@ def prepare_dataset(
         except OSError:
             if not (final / INDEX).is_file():  # not a concurrent prepare that finished first
                 raise
+        fsync_dir(cache_dir)
+    except OSError as err:
+        raise storage_error(final, err, "data cache") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     ds = open_prepared(final)

@@ -11,10 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ from mfclr.data.compose import render_clip
 from mfclr.data.genres import GENRES
 from mfclr.data.listing import SPLITS, stratified_split, write_split_files
 from mfclr.errors import DataError
+from mfclr.io import check_writable_dir, fsync_dir, storage_error, temp_name
 from mfclr.progress import enabled as progress_enabled
 
 log = logging.getLogger(__name__)
@@ -110,11 +109,14 @@ def generate_embedded(
         "generating the embedded dataset (%d genres x %d clips x %g s at %d Hz) in %s",
         len(params["genres"]), spec.clips_per_class, spec.seconds, sample_rate, root,
     )  # fmt: skip
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.parent / f".{root.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    check_writable_dir(root.parent, "the embedded dataset's folder (data.cache_dir)")
+    tmp = root.parent / temp_name(root.name)
     try:
         _write_all(tmp, params, progress)
         _swap_in(tmp, root, params)
+        fsync_dir(root.parent)
+    except OSError as err:
+        raise storage_error(root, err, "embedded dataset") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return root
@@ -125,7 +127,7 @@ def _swap_in(tmp: Path, root: Path, params: dict[str, Any]) -> None:
     if root.exists():
         if _is_complete(root, params):  # another process finished first
             return
-        trash = root.parent / f".{root.name}.old-{uuid.uuid4().hex[:8]}"
+        trash = root.parent / temp_name(root.name)
         root.rename(trash)
         shutil.rmtree(trash, ignore_errors=True)
     try:

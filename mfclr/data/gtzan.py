@@ -94,4 +94,6 @@ def list_gtzan(root: Path | str, strict: bool = False) -> TrackList:
         require_rate=GTZAN_RATE if strict else None,
         require_mono=strict,
         dataset_name="GTZAN",
+        split_source="torchaudio's fault-filtered GTZAN split lists "
+        f"(train {len(lists['train'])} / valid {len(lists['valid'])} / test {len(lists['test'])})",
     )

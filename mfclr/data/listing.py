@@ -49,6 +49,8 @@ class TrackList:
     splits: split name -> tracks (train/valid/test; only train for unlabelled data).
     skipped: files dropped while listing (e.g. missing), by name.
     require_rate / require_mono: strict format checks the decoder applies (GTZAN in strict mode).
+    split_source: one line saying where the split came from (split files at ..., or generated).
+    unlisted: audio files of the dataset that no split file lists (so they are not used).
     """
 
     root: Path
@@ -58,6 +60,8 @@ class TrackList:
     require_rate: int | None = None
     require_mono: bool = False
     dataset_name: str = "this dataset"
+    split_source: str = ""
+    unlisted: list[str] = field(default_factory=list)
 
 
 def warn_skipped(skipped: Sequence[SkippedFile], what: str) -> None:
@@ -107,10 +111,17 @@ def write_split_files(root: Path, splits: dict[str, list[str]]) -> None:
         (root / f"{name}.txt").write_text("".join(f"{p}\n" for p in rel_paths))
 
 
-def read_split_file(path: Path) -> list[str]:
-    """Relative paths from a split file; blank lines and `#` comments are ignored."""
+def read_split_entries(path: Path) -> list[tuple[int, str]]:
+    """(line number, relative path) of each entry of a split file; blank lines and `#` comments
+    are ignored."""
     try:
         lines = path.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as err:
         raise DataError(f"split file {path} cannot be read ({err}); fix or delete it") from None
-    return [s for s in (line.strip() for line in lines) if s and not s.startswith("#")]
+    entries = ((i, line.strip()) for i, line in enumerate(lines, start=1))
+    return [(i, s) for i, s in entries if s and not s.startswith("#")]
+
+
+def read_split_file(path: Path) -> list[str]:
+    """Relative paths from a split file; blank lines and `#` comments are ignored."""
+    return [entry for _, entry in read_split_entries(path)]

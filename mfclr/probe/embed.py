@@ -7,8 +7,6 @@ chunks, so the probe sees the whole clip and the result does not depend on a ran
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from mfclr.errors import DataError
+from mfclr.io import atomic_write_with
 from mfclr.progress import enabled as progress_enabled
 
 FILE_VERSION = 1
@@ -206,17 +205,7 @@ def save_embeddings(
     arrays |= {f"feats/{k}": np.asarray(v, dtype=np.float32) for k, v in feats.items()}
     arrays |= {f"labels/{k}": np.asarray(v, dtype=np.int64) for k, v in labels.items()}
     arrays |= {f"track_ids/{k}": np.array([str(t) for t in v]) for k, v in track_ids.items()}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_with(path, lambda fh: np.savez(fh, **arrays), "embedding file")
 
 
 def load_embeddings(path: str | Path) -> EmbeddingFile:
