@@ -26,11 +26,13 @@ from mfclr.config import load_config  # noqa: E402
 from mfclr.train import pretrain, resolve_device  # noqa: E402
 
 
-def steps_per_second(preset: str, fmt: str, steps: int, device: torch.device) -> float:
+def steps_per_second(
+    preset: str, fmt: str, steps: int, device: torch.device, overrides: list[str]
+) -> float:
     """Optimiser steps per second of the preset's pretraining (validation off), after one
     warm-up epoch of the same length."""
-    timing = {"train.max_steps_per_epoch": steps, "train.epochs": 2, "train.eval_every": 0}
-    cfg = load_config(preset=preset, overrides=timing)
+    timing = [f"train.max_steps_per_epoch={steps}", "train.epochs=2", "train.eval_every=0"]
+    cfg = load_config(preset=preset, overrides=[*overrides, *timing])
     seconds: list[float] = []
     pretrain(cfg, fmt, lambda m, s: seconds.append(m["epoch_seconds"]), device=device,
              progress=False)  # fmt: skip
@@ -48,9 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--speed-presets", default="tiny,demo")
     ap.add_argument("--out", default="runs/bench/speed_of_learning")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides for every preset (e.g. data.cache_dir=...)",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    cfg = load_config(preset=args.preset)
+    cfg = load_config(preset=args.preset, overrides=args.set)
     device = resolve_device(cfg.train.device)
     seeds = [int(s) for s in args.seeds.split(",")]
     result: dict = {"preset": args.preset, "seeds": seeds, "formats": {}}
@@ -68,15 +77,17 @@ def main(argv: list[str] | None = None) -> int:
         last = summary["points"][-1]
         result["formats"][fmt] = {
             "budget_steps": budget,
-            "budget_cpu_seconds": last["cpu_seconds"],
+            "last_point_step": last["step"],
+            "last_point_cpu_seconds": last["cpu_seconds"],
             "control_linear_test": summary["control_linear_test"],
             "final_linear_test": [last["linear_test"], last["linear_test_std"]],
             "cross_control_plus_5_step": summary["cross_control_plus_5_step"],
             "cross_control_plus_5_cpu_seconds": summary["cross_control_plus_5_cpu_seconds"],
-            "crosses_within_budget": summary["cross_control_plus_5_step"] is not None,
+            "crosses_within_budget": summary["cross_control_plus_5_step"] is not None
+            and summary["cross_control_plus_5_step"] <= budget,
         }
     result["steps_per_second"] = {
-        p: {f: steps_per_second(p, f, 5, device) for f in ("audio", "spectrogram")}
+        p: {f: steps_per_second(p, f, 5, device, args.set) for f in ("audio", "spectrogram")}
         for p in args.speed_presets.split(",")
     }
     result["machine"] = {"threads": torch.get_num_threads(), "device": str(device),

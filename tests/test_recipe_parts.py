@@ -95,3 +95,21 @@ def test_learning_curve_runs_on_a_labelled_folder(tmp_path: Path) -> None:
     # but each run starts from its own step-0 point.
     assert all(run[0]["step"] == 0 for run in saved["runs"].values())
     assert np.isfinite([p["effective_rank"] for p in summary["points"]]).all()
+
+
+@pytest.mark.slow
+def test_speed_of_learning_reports_both_formats_and_the_presets_speed(tmp_path: Path) -> None:
+    argv = [sys.executable, str(ROOT / "benchmarks" / "speed_of_learning.py"), "--preset", "tiny",
+            "--seeds", "0", "--steps", "0,2,4", "--speed-presets", "tiny",
+            "--out", str(tmp_path / "out"),
+            "--set", f"data.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    for fmt in ("audio", "spectrogram"):
+        r = result["formats"][fmt]
+        assert r["budget_steps"] == 9 and r["last_point_step"] == 4  # tiny: 3 epochs of 3 steps
+        crossed = r["cross_control_plus_5_step"]
+        assert r["crosses_within_budget"] == (crossed is not None and crossed <= 9)
+        assert (tmp_path / "out" / fmt / "curve.png").is_file()
+        assert result["steps_per_second"]["tiny"][fmt] > 0
