@@ -160,8 +160,9 @@ def evaluate(
     """Embed, fit every probe variant on train (settings chosen on valid), score on test.
 
     `encoders` are the separately trained ones (rows `audio`, `spectrogram`, `fused`, ...);
-    each `extra` set (e.g. `cross`: both encoders of a cross-format run) adds the same rows with
-    its name as a prefix (`cross-audio`, `cross-fused`, ...); the random-init control follows.
+    each `extra` set (`cross`: both encoders of a cross-format run; a compare variant such as
+    `ntxent`) adds the same rows with its name as a prefix (`cross-audio`, `ntxent-fused`, ...);
+    the random-init controls follow, and every other row gets its paired difference to them.
     """
     out_dir = Path(out_dir)
     device = device or torch.device("cpu")

@@ -58,7 +58,9 @@ class ContrastiveModel(nn.Module):
         self.encoders = nn.ModuleDict(encoders)
         self.projectors = nn.ModuleDict(projectors)
 
-    def forward(self, views: torch.Tensor | dict[str, torch.Tensor], with_features: bool = False):
+    def forward(
+        self, views: torch.Tensor | dict[str, torch.Tensor], with_features: bool = False
+    ) -> Any:
         """(N, ...) encoder input -> z (N, projector_dim); or a dict of those per format.
         `with_features`: (h, z) instead, h being the encoder output (N, num_features)."""
         if isinstance(views, torch.Tensor):
