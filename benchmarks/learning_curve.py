@@ -74,8 +74,7 @@ def one_seed(cfg: Config, fmt: str, steps: list[int], device: torch.device) -> l
         return points
     # Epochs of `chunk` steps (at most one pass over the pretraining split); a target is
     # evaluated at the first epoch end at or past it, and the point records the actual step.
-    pool = len(load_dataset(cfg.data, "pretrain", progress=False).splits["train"])
-    chunk = max(1, min(math.gcd(*targets), pool // min(cfg.train.batch_size, pool)))
+    chunk = max(1, min(math.gcd(*targets), batches_per_pass(cfg)))
     run_cfg = cfg.with_overrides(
         {"train.max_steps_per_epoch": chunk, "train.epochs": math.ceil(max(targets) / chunk),
          "train.eval_every": 0}
@@ -109,10 +108,16 @@ def one_seed(cfg: Config, fmt: str, steps: list[int], device: torch.device) -> l
     return points
 
 
+def batches_per_pass(cfg: Config) -> int:
+    """Full batches in one pass over the pretraining split (one worker, as the loop drops the
+    last partial batch)."""
+    pool = len(load_dataset(cfg.data, "pretrain", progress=False).splits["train"])
+    return pool // min(cfg.train.batch_size, pool)
+
+
 def budget_steps(cfg: Config) -> int:
     """The optimiser steps a plain run of `cfg` takes (one worker): epochs x steps per epoch."""
-    pool = len(load_dataset(cfg.data, "pretrain", progress=False).splits["train"])
-    per_epoch = pool // min(cfg.train.batch_size, pool)
+    per_epoch = batches_per_pass(cfg)
     if cfg.train.max_steps_per_epoch is not None:
         per_epoch = min(per_epoch, cfg.train.max_steps_per_epoch)
     return cfg.train.epochs * per_epoch
