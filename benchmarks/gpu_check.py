@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_check_proc import Run, last_json, run_cmd  # noqa: E402
+from gpu_check_proc import Run, last_json, run_cmd, smi_query  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKS = ("cuda_tests", "ray_train", "sweep", "throughput", "step_times")
@@ -117,7 +117,8 @@ def execute(check: Check, deadline: float, gpu: bool) -> dict[str, Any]:
 
 def parse_pytest(run: Run, check: Check) -> dict[str, Any]:
     """Counts from pytest's summary line; on a GPU a skipped CUDA test is a failure."""
-    found = re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected)", run.stdout)
+    summary = [ln for ln in run.stdout.splitlines() if re.search(r" in [\d.]+s\b", ln)]
+    found = re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected)", "".join(summary[-1:]))
     counts = dict.fromkeys(("passed", "failed", "skipped", "error", "deselected"), 0)
     for n, what in found:
         counts[what.rstrip("s") if what.startswith("error") else what] += int(n)
@@ -236,6 +237,8 @@ def _commands(args: argparse.Namespace, cuda: bool, out: Path) -> dict[str, list
         steps = ["--preset", "tiny", "--steps", "1", "--warmup", "1", "--batch-size", "2"]
         steps += ["--threads", "1"]
     backend = args.compile_backend or ("inductor" if cuda else "eager")
+    # On a GPU each switch on alone, all off and all on (4 inductor builds, not 6); on CPU all.
+    steps += ["--grid", args.step_grid or ("each" if cuda else "full")]
     return {
         "cuda_tests": [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "cuda",
                        *cuda_test_files()],
@@ -324,11 +327,14 @@ def exit_code(result: dict[str, Any]) -> int:
 
 
 def environment(cuda: bool, args: argparse.Namespace, budget_s: float) -> dict[str, Any]:
-    import torch  # only here: a broken torch install is still a JSON line
+    import torch
 
+    # The GPU's name from nvidia-smi: a CUDA context here would hold device memory all along.
+    gpu = smi_query("name,driver_version") if cuda else None
     return {
         "cuda": cuda,
-        "device_name": torch.cuda.get_device_name(0) if cuda else None,
+        "device_name": gpu[0] if gpu else None,
+        "driver": gpu[1] if gpu and len(gpu) > 1 else None,
         "allow_cpu": args.allow_cpu,
         "torch": torch.__version__,
         "torch_cuda": torch.version.cuda,
@@ -346,6 +352,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--budget-s", type=float, default=None, help=budget)
     compile_help = "torch.compile backend for step_times (inductor on a GPU, eager on CPU)"
     p.add_argument("--compile-backend", default=None, help=compile_help)
+    grid_help = "step_times grid: full (every combination) or each (default on a GPU)"
+    p.add_argument("--step-grid", choices=["full", "each"], default=None, help=grid_help)
     return p.parse_args(argv)
 
 

@@ -16,12 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SMI_QUERY = [
-    "nvidia-smi",
-    "--query-gpu=utilization.gpu,memory.used",
-    "--format=csv,noheader,nounits",
-]
-
 
 @dataclass
 class Run:
@@ -46,13 +40,13 @@ class SmiSampler:
 
     def _poll(self) -> None:
         while not self._stop.wait(self.every_s):
+            values = smi_query("utilization.gpu,memory.used")
             try:
-                out = subprocess.run(SMI_QUERY, capture_output=True, text=True, timeout=5)
-                util, mem = out.stdout.splitlines()[0].split(",")[:2]
-                self.util.append(float(util))
-                self.mem.append(float(mem))
-            except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+                util, mem = float(values[0]), float(values[1])  # type: ignore[index]
+            except (TypeError, ValueError, IndexError):
                 continue  # a failed poll is a missing sample
+            self.util.append(util)
+            self.mem.append(mem)
 
     def __enter__(self) -> SmiSampler:
         if self.enabled:
@@ -73,6 +67,16 @@ class SmiSampler:
             "smi_gpu_util_max": max(u) if u else None,
             "smi_gpu_mem_used_max_mb": max(self.mem) if self.mem else None,
         }
+
+
+def smi_query(fields: str) -> list[str] | None:
+    """`nvidia-smi --query-gpu=FIELDS` of the first GPU as strings, or None if it cannot run."""
+    cmd = ["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader,nounits"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=True)
+        return [v.strip() for v in out.stdout.splitlines()[0].split(",")]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return None
 
 
 def run_cmd(cmd: list[str], cwd: Path, timeout_s: float, env: dict[str, str], gpu: bool) -> Run:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -64,7 +65,8 @@ def test_on_cpu_the_checks_are_tiny_and_ask_for_no_gpu(tmp_path: Path) -> None:
     gpu = {c.name: c for c in gc.build_checks(gc.parse_args(["--out", str(tmp_path)]), cuda=True)}
     assert "--use-gpu" in gpu["ray_train"].cmd and gpu["ray_train"].ctx["backend"] == "nccl"
     assert "resources.gpus_per_worker=0" not in gpu["sweep"].cmd
-    assert "inductor" in gpu["step_times"].cmd
+    assert "inductor" in gpu["step_times"].cmd and "each" in gpu["step_times"].cmd
+    assert "full" in checks["step_times"].cmd
     assert sum(c.timeout_s for c in gpu.values()) >= gc.GPU_BUDGET_S  # the budget caps them
     assert gc.GPU_BUDGET_S <= 8 * 60
     only = gc.build_checks(gc.parse_args(["--only", "sweep", "--out", str(tmp_path)]), True)
@@ -113,6 +115,23 @@ def test_a_check_is_not_started_when_the_budget_is_spent(tmp_path: Path) -> None
     check = gc.build_checks(gc.parse_args(["--only", "sweep", "--out", str(tmp_path)]), False)
     sections = gc.run_checks(check, cuda=False, allow_cpu=True, budget_s=1)
     assert sections["sweep"]["status"] == "failed" and "budget" in sections["sweep"]["reason"]
+
+
+def test_nvidia_smi_is_polled_while_a_check_runs_on_a_gpu(tmp_path: Path, monkeypatch) -> None:
+    smi = tmp_path / "bin" / "nvidia-smi"  # a stand-in that answers like the real one
+    smi.parent.mkdir()
+    smi.write_text(
+        "#!/bin/sh\ncase \"$1\" in *name*) echo 'NVIDIA H200, 570.1';; *) echo '37, 1024';; esac\n"
+    )
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{smi.parent}:{os.environ['PATH']}")
+    proc = _load("gpu_check_proc")
+    run = proc.run_cmd([sys.executable, "-c", "import time; time.sleep(2)"], ROOT, 60, {}, True)
+    assert run.rc == 0 and run.gpu["smi_gpu_util_max"] == 37.0
+    assert run.gpu["smi_gpu_mem_used_max_mb"] == 1024.0
+    env = gc.environment(True, gc.parse_args([]), 470)
+    assert env["device_name"] == "NVIDIA H200" and env["driver"] == "570.1"
+    assert proc.run_cmd(["true"], ROOT, 60, {}, False).gpu == {}  # not polled without a GPU
 
 
 def test_pytest_counts_and_skips_on_a_gpu_count_as_failures() -> None:
