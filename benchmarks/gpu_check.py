@@ -244,7 +244,7 @@ def _commands(args: argparse.Namespace, cuda: bool, out: Path) -> dict[str, list
                        *cuda_test_files()],
         "ray_train": [py, "-m", "mfclr", "pretrain", "--preset", "tiny", "--format", "spectrogram",
                       "--out", str(out / "ray_train"), "--workers", "1",
-                      *(["--use-gpu"] if cuda else []), "--fresh", "--quiet",
+                      *(["--use-gpu"] if cuda else []), "--quiet",
                       "--set", "train.epochs=1", "--set", cache],
         "sweep": [py, "-m", "mfclr", "sweep", "sweeps/gpu_check.yaml", "--out", str(out / "sweeps"),
                   "--quiet", "--set", cache,

@@ -18,6 +18,7 @@ stop the run early still has the rows done so far.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import math
@@ -129,6 +130,14 @@ class Stepper:
         return 1e3 * (time.perf_counter() - t0)
 
 
+def cpu_name() -> str:
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -195,7 +204,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     add_speedups(rows)
     return {
         "device": device.type,
-        "device_name": torch.cuda.get_device_name(device) if cuda else platform.processor(),
+        "device_name": torch.cuda.get_device_name(device) if cuda else cpu_name(),
         "preset": args.preset,
         "batch_size": cfg.train.batch_size,
         "crop_samples": cfg.data.crop_samples,
