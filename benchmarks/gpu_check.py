@@ -258,7 +258,8 @@ def _commands(args: argparse.Namespace, cuda: bool, out: Path) -> dict[str, list
 def cuda_test_files() -> list[str]:
     """The test files with a test marked `cuda` (collecting only them keeps pytest quick)."""
     tests = sorted((ROOT / "tests").glob("test_*.py"))
-    return [str(p.relative_to(ROOT)) for p in tests if "pytest.mark.cuda" in p.read_text()]
+    marked = re.compile(r"^\s*@pytest\.mark\.cuda\b", re.M)
+    return [str(p.relative_to(ROOT)) for p in tests if marked.search(p.read_text())]
 
 
 def _fresh(*folders: Path) -> None:
