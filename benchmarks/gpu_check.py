@@ -40,6 +40,7 @@ from gpu_check_proc import Run, last_json, run_cmd, smi_query  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKS = ("cuda_tests", "ray_train", "sweep", "throughput", "step_times")
+RAY_CHECKS = ("ray_train", "sweep")  # each starts a local Ray of its own
 # Seconds per check on a GPU; together more than the budget, which caps each at what is left.
 TIMEOUTS = {"cuda_tests": 90, "ray_train": 120, "sweep": 150, "throughput": 180, "step_times": 240}
 GPU_BUDGET_S, CPU_BUDGET_S, CPU_TIMEOUT_SCALE = 470, 1500, 3
@@ -224,11 +225,8 @@ def _json_or_none(line: str) -> Any:
 
 def _commands(args: argparse.Namespace, cuda: bool, out: Path) -> dict[str, list[str]]:
     """Each check's command line: GPU-sized when `cuda`, tiny on CPU."""
-    py, device, cache = (
-        sys.executable,
-        "cuda" if cuda else "cpu",
-        f"data.cache_dir={out}/data_cache",
-    )
+    py, device = sys.executable, "cuda" if cuda else "cpu"
+    cache = f"data.cache_dir={out}/data_cache"  # one decoded cache for every check
     if cuda:
         tput = ["--preset", "defaults", "--steps", "10", "--workers", "4"]
         steps = ["--preset", "defaults", "--steps", "10", "--warmup", "3"]
@@ -282,7 +280,7 @@ def build_checks(args: argparse.Namespace, cuda: bool) -> list[Check]:
     }
     # Each Ray run gets its own short temp dir (Unix socket paths are limited to ~107 bytes),
     # so its logs can be read afterwards.
-    ray_tmp = {n: Path(tempfile.gettempdir()) / f"gcr-{os.getpid()}-{n[0]}" for n in ctx}
+    ray_tmp = {n: Path(tempfile.gettempdir()) / f"gcr-{os.getpid()}-{n[0]}" for n in RAY_CHECKS}
     for name in ray_tmp:
         ctx[name].update(ray_tmp=ray_tmp[name], backend="nccl" if cuda else "gloo")
     prepare = {  # start from scratch: an old sweep's state would be refused without --resume

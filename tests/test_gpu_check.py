@@ -62,6 +62,7 @@ def test_on_cpu_the_checks_are_tiny_and_ask_for_no_gpu(tmp_path: Path) -> None:
     for name in ("ray_train", "sweep"):  # its own short Ray temp dir, to read its logs from
         assert checks[name].env["RAY_TMPDIR"] == str(checks[name].ctx["ray_tmp"])
         assert len(checks[name].env["RAY_TMPDIR"]) < 48
+    assert "RAY_TMPDIR" not in checks["cuda_tests"].env
     gpu = {c.name: c for c in gc.build_checks(gc.parse_args(["--out", str(tmp_path)]), cuda=True)}
     assert "--use-gpu" in gpu["ray_train"].cmd and gpu["ray_train"].ctx["backend"] == "nccl"
     assert "resources.gpus_per_worker=0" not in gpu["sweep"].cmd
