@@ -29,7 +29,7 @@ def _write(tmp_path: Path, data: dict[str, Any]) -> Path:
 
 
 def test_the_shipped_sweeps_load() -> None:
-    shipped = {"smoke", "paper_table1", "paper_table2", "gtzan", "gpu_check"}
+    shipped = {"smoke", "paper_table1", "paper_table2", "gtzan", "gpu_check", "recipe_cpu"}
     assert {p.stem for p in SWEEPS} == shipped
     for path in SWEEPS:
         spec, base = load_sweep(path)
