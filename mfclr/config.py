@@ -32,7 +32,9 @@ COMPARE_PREFIXES: tuple[str, ...] = ("train.", "augment.", "model.projector")
 # The fusion strategies of mfclr/probe/fusion.py's registry (a test keeps the two equal): the
 # config checks names here, without importing torch.
 FUSION_NAMES: tuple[str, ...] = ("concat", "average", "weighted", "gated")
-HEAD_NAMES: tuple[str, ...] = ("linear", "mlp")
+HEAD_NAMES: tuple[str, ...] = ("linear", "mlp")  # probe-head kinds (mfclr/heads.py ProbeHead)
+# The dataset splits, in order: probes fit on train, choose settings on valid, report on test.
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
 
 
 class _Loader(yaml.SafeLoader):
@@ -415,18 +417,27 @@ class Config(_Section):
 # ----------------------------------------------------------------------------- building
 
 
-def _format_error(err: ValidationError) -> str:
+def validation_message(
+    err: ValidationError, *, key: str = "config key", where: str = "see `mfclr config show`"
+) -> str:
+    """The first error of a pydantic validation as one line naming the key and the fix.
+
+    `key` names what a location is ("config key", "key" for a sweep file); `where` says where
+    the allowed keys are listed.
+    """
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"])
     msg = first["msg"].removeprefix("Value error, ")
     kind = first["type"]
     if kind == "extra_forbidden":
-        return f"unknown config key '{loc}': check the spelling (see `mfclr config show`)"
-    where = f"config key '{loc}'" if loc else "config"
+        return f"unknown {key} '{loc}': check the spelling ({where})"
+    if kind == "missing":
+        return f"{key} '{loc}' is required"
+    prefix = f"{key} '{loc}': " if loc else ("config: " if key == "config key" else "")
     got = first.get("input")
     if kind.endswith("_type") or kind.endswith("_parsing"):
-        return f"{where}: {msg} (got {got!r} of type {type(got).__name__})"
-    return f"{where}: {msg}"
+        return f"{prefix}{msg} (got {got!r} of type {type(got).__name__})"
+    return f"{prefix}{msg}"
 
 
 def build_config(data: dict[str, Any] | None = None) -> Config:
@@ -434,7 +445,7 @@ def build_config(data: dict[str, Any] | None = None) -> Config:
     try:
         return Config.model_validate(data or {})
     except ValidationError as err:
-        raise ConfigError(_format_error(err)) from None
+        raise ConfigError(validation_message(err)) from None
 
 
 _OPTIONAL_SECTIONS: dict[str, type[_Section]] = {"data.pretrain": DatasetSpec}

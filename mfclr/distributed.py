@@ -6,16 +6,9 @@ a single process of rank 0 in a world of 1. No Ray import here.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from typing import ParamSpec, TypeVar
-
 import torch
 import torch.distributed as dist
 from torch import Tensor
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 def is_dist() -> bool:
@@ -50,19 +43,3 @@ def all_gather_with_grad(x: Tensor) -> Tensor:
     from torch.distributed.nn.functional import all_gather
 
     return torch.cat(all_gather(x), dim=0)
-
-
-def rank_zero_only(fn: Callable[P, R]) -> Callable[P, R | None]:
-    """Decorator: run `fn` on rank 0 only; other ranks skip it and get None."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | None:
-        return fn(*args, **kwargs) if is_rank_zero() else None
-
-    return wrapper
-
-
-def barrier() -> None:
-    """Wait for every rank (no-op when not distributed)."""
-    if is_dist():
-        dist.barrier()

@@ -35,6 +35,7 @@ from mfclr.config import (
     load_config,
     parse_set_args,
     read_yaml,
+    validation_message,
 )
 from mfclr.errors import ConfigError
 
@@ -188,21 +189,6 @@ def config_overrides(spec: SweepSpec) -> dict[str, Any]:
     return over
 
 
-def _pydantic_message(err: ValidationError) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
-    msg = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        return f"unknown key '{loc}': check the spelling (allowed: see mfclr/sweep.py)"
-    if first["type"] == "missing":
-        return f"key '{loc}' is required"
-    where = f"key '{loc}': " if loc else ""
-    got = first.get("input")
-    if first["type"].endswith("_type") or first["type"].endswith("_parsing"):
-        return f"{where}{msg} (got {got!r})"
-    return f"{where}{msg}"
-
-
 def _apply_sweep_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> None:
     """`--set budget.trials=1` edits the sweep file; `--set train.lr=...` its `set:` section."""
     for key, value in overrides.items():
@@ -259,7 +245,8 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> tuple[Sw
     try:
         spec = SweepSpec.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(f"{where}: {_pydantic_message(err)}") from None
+        message = validation_message(err, key="key", where="allowed: see mfclr/tune/spec.py")
+        raise ConfigError(f"{where}: {message}") from None
     config_path = None
     if spec.config:
         config_path = Path(spec.config)

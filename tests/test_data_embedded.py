@@ -12,7 +12,7 @@ from scipy.stats import f_oneway
 
 from mfclr.config import EmbeddedData
 from mfclr.data.embedded import MANIFEST, generate_embedded
-from mfclr.data.genres import GENRES
+from mfclr.data.synthetic import GENRES
 from mfclr.errors import DataError
 
 SPEC = EmbeddedData(n_classes=8, clips_per_class=4, seconds=2.0, seed=3)

@@ -14,7 +14,6 @@ from mfclr.probe.fusion import (
     get_fusion,
     register_fusion,
     simplex_grid,
-    single,
 )
 
 CFG = ProbeConfig(lrs=[1e-2], weight_decays=[0.0], max_epochs=60, patience=15)
@@ -47,8 +46,9 @@ def test_concat_dim_and_beats_each_single_format() -> None:
     fused = get_fusion("concat")(feats, labels, "linear", CFG, 4)
     assert fused.info["dim"] == 10 and fused.info["formats"] == ["A", "B"]
     assert fused.probs.shape == (80, 4)
-    singles = {f: single(feats, labels, f, "linear", CFG, 4) for f in ("A", "B")}
-    assert singles["A"].info["dim"] == 6 and singles["B"].info["fusion"] == "single"
+    # A single-format row is concat over that one format (as probe/variants.py builds it).
+    singles = {f: get_fusion("concat")({f: feats[f]}, labels, "linear", CFG, 4) for f in "AB"}
+    assert singles["A"].info["dim"] == 6 and singles["B"].info["formats"] == ["B"]
     assert _acc(fused, labels) >= 0.95
     for res in singles.values():
         assert _acc(res, labels) <= 0.6  # one bit of two: at most ~50%
@@ -98,7 +98,8 @@ def test_registry_unknown_name_and_custom_strategy() -> None:
 
     @register_fusion("first_only")
     def first_only(features, labels, head, cfg, n_classes, *, device="cpu"):
-        return single(features, labels, sorted(features)[0], head, cfg, n_classes, device=device)
+        first = sorted(features)[0]
+        return get_fusion("concat")({first: features[first]}, labels, head, cfg, n_classes)
 
     try:
         feats, labels = half_informative()
@@ -117,5 +118,5 @@ def test_feature_checks() -> None:
     short = {**feats, "B": {**feats["B"], "test": feats["B"]["test"][:5]}}
     with pytest.raises(DataError, match="'B'/'test' have shape"):
         check_features(short, labels)
-    with pytest.raises(DataError, match="no embeddings for format 'C'"):
-        single(feats, labels, "C", "linear", CFG, 4)
+    with pytest.raises(DataError, match="'B' lack the 'train' split"):
+        check_features({"A": feats["A"], "B": {}}, labels)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mfclr.errors import ConfigError
-from mfclr.probe.fusion import FUSIONS, GatedFusion, get_fusion, single
+from mfclr.probe.fusion import FUSIONS, GatedFusion, get_fusion
 from tests.test_probe_fusion import CFG, N, half_informative
 
 # A narrow common width keeps the learned layer (and the test) small.
@@ -32,7 +32,7 @@ def test_gated_beats_each_single_format_and_reports_gates() -> None:
         gates = info[key]
         assert set(gates) == {"A", "B"} and sum(gates.values()) == pytest.approx(1.0)
         assert all(0.0 < w < 1.0 for w in gates.values())
-    singles = [single(feats, labels, f, "linear", CFG, 4) for f in ("A", "B")]
+    singles = [get_fusion("concat")({f: feats[f]}, labels, "linear", CFG, 4) for f in "AB"]
     # Each format alone knows one bit of two (<= ~50%); the learned fusion recovers both.
     assert _acc(res.probs, labels["test"]) >= 0.9
     assert all(_acc(s.probs, labels["test"]) <= 0.6 for s in singles)

@@ -12,7 +12,6 @@ from mfclr.errors import DataError
 from mfclr.report import (
     BEST_MARK,
     format_confusion,
-    make_row,
     read_results,
     results_table,
     write_results,
@@ -32,7 +31,8 @@ def _row(
         "n": 8,
     }
     info = {"formats": ["audio"], "dim": dim, "valid_accuracy": valid, "probe": {"lr": 1e-3}}
-    return make_row(name, fusion=fusion, head="linear", info=info, metrics=metrics)
+    return {"name": name, "fusion": fusion, "head": "linear", "formats": info["formats"],
+            "dim": dim, "valid_accuracy": valid, **metrics, "probe_info": info}  # fmt: skip
 
 
 ROWS = [

@@ -7,8 +7,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from mfclr.data import synth
-from mfclr.data.genres import BORROW_P, MODES, NEIGHBOURS, STYLES, Kit, Style
+from mfclr.data.synthetic import synthesis as synth
+from mfclr.data.synthetic.genres import BORROW_P, MODES, NEIGHBOURS, STYLES, Kit, Style
 
 _VELOCITY = {"X": 1.0, "x": 0.7, "o": 0.35}
 _BASS_LINES: dict[str, tuple[tuple[int, str, int], ...]] = {
@@ -282,7 +282,7 @@ def render_clip(genre: str, rng: np.random.Generator, sr: int, seconds: float) -
     mix = np.asarray(mix[start : start + round(seconds * sr)], dtype=np.float32)
     mix_rms = float(np.sqrt(np.mean(mix.astype(np.float64) ** 2))) or 1.0
     noise_gain = mix_rms * 10 ** (rng.uniform(*style.noise_db) / 20)
-    mix += noise_gain * synth.noise_bed(len(mix), sr, rng, rng.uniform(0, 1))
+    mix += noise_gain * synth.noise_bed(len(mix), rng, rng.uniform(0, 1))
     if rng.random() < style.crackle_p:
         mix += rng.uniform(0.1, 0.3) * mix_rms * 4 * synth.crackle(len(mix), sr, rng, 15.0)
     peak_db = rng.uniform(-20.0, -3.0)

@@ -201,7 +201,7 @@ def reverb(
     return ((1 - wet) * x + wet * tail).astype(np.float32)
 
 
-def noise_bed(n: int, sr: int, rng: np.random.Generator, colour: float) -> np.ndarray:
+def noise_bed(n: int, rng: np.random.Generator, colour: float) -> np.ndarray:
     """Background noise, unit RMS; colour 0 is white hiss, 1 is a dark rumble."""
     white = rng.standard_normal(n)
     dark = lfilter([1.0], [1.0, -0.995], white)
