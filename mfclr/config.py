@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mfclr.errors import ConfigError
+from mfclr.io import atomic_write_text
 
 Format = Literal["audio", "spectrogram"]
 PretrainFormat = Literal["audio", "spectrogram", "cross"]
@@ -291,6 +292,7 @@ class TrainConfig(_Section):
     eval_every: int = Field(1, ge=0)
     val_metric: Literal["knn", "probe"] = "knn"
     val_head: Literal["linear", "mlp"] = "linear"
+    knn_k: int = Field(10, ge=1)  # neighbours of the `knn` validation metric
     # Clips longer than this many crops per track are embedded from at most this many chunks.
     max_eval_chunks: int = Field(8, ge=1)
 
@@ -325,6 +327,17 @@ class ProbeConfig(_Section):
         return self
 
 
+class RayConfig(_Section):
+    """Resources of a Ray Train run (`mfclr pretrain --workers N`, each sweep trial)."""
+
+    workers: int = Field(1, ge=1)  # data-parallel Ray Train workers
+    cpus_per_worker: float = Field(1.0, gt=0)
+    # GPUs per worker when the run uses GPUs (train.device cuda, or auto on a cluster with
+    # GPUs); 0 keeps every worker on CPU.
+    gpus_per_worker: float = Field(1.0, ge=0)
+    max_failures: int = Field(1, ge=0)  # worker-group restarts (resume from the checkpoint)
+
+
 class TrackingConfig(_Section):
     # offline writes W&B run files locally (`wandb sync` uploads them); WANDB_MODE overrides.
     wandb: Literal["offline", "online", "disabled"] = "offline"
@@ -340,6 +353,7 @@ class Config(_Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     probe: ProbeConfig = ProbeConfig()
+    ray: RayConfig = RayConfig()
     tracking: TrackingConfig = TrackingConfig()
     # Recipe variants `mfclr run` pretrains too, every format each, as extra table rows
     # prefixed with the variant's name: {name: {dotted key: value}}, e.g.
@@ -543,7 +557,17 @@ def load_config(
     return build_config(data)
 
 
-def save_config(cfg: Config, path: str | Path) -> None:
-    from mfclr.io import atomic_write_text
+def absolute_paths(cfg: Config) -> Config:
+    """Relative data paths made absolute here: Ray workers run in other working directories."""
+    over: dict[str, Any] = {}
+    if not Path(cfg.data.cache_dir).is_absolute():
+        over["data.cache_dir"] = str(Path(cfg.data.cache_dir).resolve())
+    for role in ("probe", "pretrain"):
+        spec = getattr(cfg.data, role)
+        if spec is not None and spec.root and not Path(spec.root).expanduser().is_absolute():
+            over[f"data.{role}.root"] = str(Path(spec.root).resolve())
+    return cfg.with_overrides(over) if over else cfg
 
+
+def save_config(cfg: Config, path: str | Path) -> None:
     atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

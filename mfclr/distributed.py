@@ -1,4 +1,5 @@
-"""Helpers for data-parallel training over torch.distributed (set up by Ray Train or torchrun).
+"""Where this process runs: its device, and data-parallel helpers over torch.distributed (set up
+by Ray Train or torchrun).
 
 Every helper is safe when torch.distributed is unavailable or not initialised: it then behaves as
 a single process of rank 0 in a world of 1. No Ray import here.
@@ -9,6 +10,17 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 from torch import Tensor
+
+from mfclr.errors import ConfigError
+
+
+def resolve_device(name: str) -> torch.device:
+    """train.device as a torch device: "auto" is cuda when a GPU is visible, else cpu."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device is 'cuda' but no GPU is visible; use auto or cpu")
+    return torch.device(name)
 
 
 def is_dist() -> bool:

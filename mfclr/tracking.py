@@ -25,15 +25,14 @@ import logging
 import numbers
 import os
 import re
-import shutil
-import subprocess
-import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from mfclr.config import Config
-from mfclr.errors import ConfigError, DataError, MfclrError
+from mfclr.errors import ConfigError, DataError
+from mfclr.io import git_sha as detect_sha
 
 log = logging.getLogger(__name__)
 
@@ -256,43 +255,47 @@ def safe_run_id(*parts: str) -> str:
     return rid or "run"
 
 
-def start_run(
-    cfg: Config,
-    *,
-    job_type: JobType,
-    name: str,
-    run_id: str,
-    dir: str | Path,
-    fmt: str | None = None,
-    fusion: str | None = None,
-    head: str | None = None,
-    encoders: str | None = None,
-    dataset: str,
-    group: str | None,
-    git_sha: str | None = None,
-    rank: int = 0,
-) -> NullTracker | WandbTracker:
-    """Start one run (rank 0 only) under `<dir>/wandb`; other ranks and mode disabled get a no-op.
+@dataclass(frozen=True)
+class RunInfo:
+    """What names and describes one W&B run.
 
-    `group` (the sweep id) is used unless `cfg.tracking.group` is set. `run_id` should be stable
-    per trial: a restarted trial resumes the same run. `git_sha` None means: detect it.
+    `run_id` should be stable per trial: a restarted trial resumes the same run. `group` (the
+    sweep id) is used unless `cfg.tracking.group` is set. `fmt`, `fusion`, `head`, `encoders`
+    become tags and flat config keys. `git_sha` None means: detect it.
     """
+
+    job_type: JobType
+    name: str
+    run_id: str
+    dir: str | Path
+    dataset: str
+    group: str | None = None
+    fmt: str | None = None
+    fusion: str | None = None
+    head: str | None = None
+    encoders: str | None = None
+    git_sha: str | None = None
+
+
+def start_run(cfg: Config, info: RunInfo, *, rank: int = 0) -> NullTracker | WandbTracker:
+    """Start one run (rank 0 only) under `<info.dir>/wandb`; other ranks and mode disabled get
+    a no-op."""
     mode = resolve_mode(cfg)
     if rank != 0 or mode == "disabled":
         return NullTracker()
-    if git_sha is None:
-        from mfclr.io import git_sha as detect_sha
-
-        git_sha = detect_sha()
-    config = run_config(
-        cfg, fmt=fmt, fusion=fusion, head=head, dataset=dataset, git_sha=git_sha, encoders=encoders
-    )
-    _check_no_secrets(config, f"run '{name}'")
-    labels = (("format", fmt), ("fusion", fusion), ("head", head), ("encoders", encoders))
-    tags = [f"{k}:{v}" for k, v in labels if v is not None] + [job_type]
-    kw = dict(id=safe_run_id(run_id), name=name, tags=tags, job_type=job_type, config=config)
-    run = _init(cfg, mode, Path(dir), group=cfg.tracking.group or group, **kw)
-    log.info("W&B %s run %s (%s, group %s) in %s", mode, run.id, job_type, run.group, run.dir)
+    sha = info.git_sha if info.git_sha is not None else detect_sha()
+    config = run_config(cfg, fmt=info.fmt, fusion=info.fusion, head=info.head,
+                        dataset=info.dataset, git_sha=sha, encoders=info.encoders)  # fmt: skip
+    _check_no_secrets(config, f"run '{info.name}'")
+    labels = (("format", info.fmt), ("fusion", info.fusion), ("head", info.head),
+              ("encoders", info.encoders))  # fmt: skip
+    tags = [f"{k}:{v}" for k, v in labels if v is not None] + [info.job_type]
+    kw = dict(id=safe_run_id(info.run_id), name=info.name, tags=tags, job_type=info.job_type,
+              config=config)  # fmt: skip
+    dir = info.dir
+    run = _init(cfg, mode, Path(dir), group=cfg.tracking.group or info.group, **kw)
+    log.info("W&B %s run %s (%s, group %s) in %s", mode, run.id, info.job_type, run.group,
+             run.dir)  # fmt: skip
     return WandbTracker(run, data_dir=Path(dir).resolve() / "wandb" / "data")
 
 
@@ -422,10 +425,10 @@ def log_probe_rows(
         while run_id in ids:  # two rows with one name and head
             run_id, n = f"{base}-{n + 1}", n + 1
         fmt = "+".join(row.get("formats") or []) or None
-        tracker = start_run(cfg, job_type="probe", name=name, run_id=run_id, dir=dir, fmt=fmt,
-                            fusion=row.get("fusion"), head=row.get("head"), group=group,
-                            encoders=row.get("encoders"), dataset=dataset, git_sha=git_sha,
-                            rank=rank)  # fmt: skip
+        info = RunInfo(job_type="probe", name=name, run_id=run_id, dir=dir, dataset=dataset,
+                       group=group, fmt=fmt, fusion=row.get("fusion"), head=row.get("head"),
+                       encoders=row.get("encoders"), git_sha=git_sha)  # fmt: skip
+        tracker = start_run(cfg, info, rank=rank)
         if isinstance(tracker, NullTracker):
             return []
         with tracker:
@@ -437,75 +440,3 @@ def log_probe_rows(
             tracker.log_table("variants", table)
         ids.append(tracker.run_id)
     return ids
-
-
-# ----------------------------------------------------------------------------- reading runs back
-
-
-def offline_runs(dir: str | Path) -> list[Path]:
-    """The `offline-run-*` folders under `<dir>/wandb`, oldest first."""
-    return sorted(p for p in (Path(dir) / "wandb").glob("offline-run-*") if p.is_dir())
-
-
-def _wandb_cli() -> str:
-    exe = Path(sys.executable).parent / "wandb"
-    found = str(exe) if exe.is_file() else shutil.which("wandb")
-    if not found:
-        raise MfclrError(
-            f"the wandb command is not installed next to {sys.executable}; "
-            "install wandb in this environment"
-        )
-    return found
-
-
-def inspect_run(run_dir: str | Path) -> dict[str, Any]:
-    """Read one offline run back without a server (`wandb leet inspect`).
-
-    Returns run_id, name, state, config (without W&B internals), summary, tags, group, job_type,
-    history (one dict per logged step, tables as flattened "key._type"-style entries) and tables
-    ({summary key: {"columns": [...], "data": [[...]]}} for every logged table).
-    """
-    run_dir = Path(run_dir)
-    if not list(run_dir.glob("*.wandb")):
-        raise DataError(f"'{run_dir}' holds no .wandb run file; pass an offline-run-* folder")
-    cli = _wandb_cli()
-    # Offline, else the reader sends its own usage telemetry to the W&B server. The two reads
-    # are independent: start both, then wait (each costs ~0.6 s of Python startup).
-    env = {**os.environ, "WANDB_MODE": "offline"}
-    procs = [subprocess.Popen([cli, "leet", "inspect", *flags, "--json", str(run_dir)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for flags in (["--summary"], [])]  # fmt: skip
-    outs = [p.communicate(timeout=120) for p in procs]
-    for p, (_, err) in zip(procs, outs, strict=True):
-        if p.returncode != 0:
-            raise DataError(
-                f"`wandb leet inspect {run_dir}` failed: "
-                f"{(err.strip().splitlines() or ['no message'])[-1]}"
-            )
-    summary = json.loads(outs[0][0])
-    records = [json.loads(line) for line in outs[1][0].splitlines() if line.startswith("{")]
-    run = next((r["run"] for r in records if r.get("type") == "run"), {})
-    history = [r["history"]["item"] for r in records if r.get("type") == "history"]
-    values = summary.get("summary") or {}
-    return {
-        "run_id": summary.get("run_id"),
-        "name": summary.get("name"),
-        "state": summary.get("state"),
-        "config": {k: v for k, v in (summary.get("config") or {}).items() if k != "_wandb"},
-        "summary": values,
-        "tags": summary.get("tags") or run.get("tags") or [],
-        "group": run.get("run_group"),
-        "job_type": run.get("job_type"),
-        "history": history,
-        "tables": _read_tables(run_dir, values),
-    }
-
-
-def _read_tables(run_dir: Path, summary: Mapping[str, Any]) -> dict[str, Any]:
-    tables = {}
-    for key, value in summary.items():
-        if isinstance(value, Mapping) and value.get("_type") == "table-file":
-            path = run_dir / "files" / str(value["path"])
-            if path.is_file():
-                tables[key] = json.loads(path.read_text())
-    return tables
