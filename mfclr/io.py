@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import socket
 import subprocess
 import time
@@ -217,7 +218,6 @@ def clean_stale_temps(folder: Path | str) -> list[Path]:
     Called when a run, a cache build or a probe starts: a kill during an atomic write or a cache
     build leaves its temp behind. A temp whose writer still runs is left alone.
     """
-    import shutil
 
     folder = Path(folder)
     try:

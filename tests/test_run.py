@@ -46,7 +46,10 @@ def test_results_hold_every_variant(run: tuple[Path, str]) -> None:
     assert {"cross-audio", "cross-spectrogram", "cross-fused"} <= names
     assert {"lowlr-audio", "lowlr-spectrogram", "lowlr-fused"} <= names  # a compare variant
     for row in results["rows"]:
-        assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["macro_map"] <= 1.0
+        cm = np.array(row["confusion_matrix"])
+        assert row["accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
+        present = [ap for ap in row["per_class_ap"].values() if ap is not None]
+        assert row["macro_map"] == pytest.approx(np.mean(present))
         assert len(row["confusion_matrix"]) == len(results["label_names"])
         assert sum(map(sum, row["confusion_matrix"])) == results["test_tracks"]
         assert np.mean(row["test_correct"]) == pytest.approx(row["accuracy"])
@@ -149,8 +152,24 @@ def test_every_run_is_tracked_offline(run: tuple[Path, str]) -> None:
     results = json.loads((out / "results.json").read_text())
     assert len(probes) == len(results["rows"])
     assert {r["group"] for r in runs} == {out.name}
+    # Each probe run's summary holds exactly its results.json row's numbers.
+    by_row = {(row["name"], row["head"]): row for row in results["rows"]}
+    assert {r["name"] for r in probes} == {f"{n}-{h}" for n, h in by_row}
     for r in probes:
-        assert 0.0 <= r["summary"]["accuracy"] <= 1.0
+        cfg = r["config"]
+        row = by_row[next(k for k in by_row if f"{k[0]}-{k[1]}" == r["name"])]
+        assert (cfg["head"], cfg["fusion"], cfg["encoders"]) == (
+            row["head"], row["fusion"], row["encoders"]
+        )  # fmt: skip
+        assert r["summary"]["accuracy"] == pytest.approx(row["accuracy"])
+        assert r["summary"]["macro_map"] == pytest.approx(row["macro_map"])
+        assert r["summary"]["valid_accuracy"] == pytest.approx(row["valid_accuracy"])
+    # Each pretrain run's last logged loss is the run folder's last metrics line.
+    for r in (r for r in runs if r["job_type"] == "pretrain"):
+        fmt = r["config"]["format"]
+        label = r["name"].removeprefix(f"{out.name}-")
+        last = read_metrics(out / "pretrain" / label)[-1]
+        assert r["summary"]["loss"] == pytest.approx(last["loss"]), fmt
 
 
 # Last: it re-runs one format in the same folder, rewriting results.json.

@@ -11,9 +11,10 @@ from typing import Any
 
 import yaml
 
-from mfclr.config import DATASET_KINDS, Config, load_config
+from mfclr.config import DATASET_KINDS, SPLITS, Config, load_config
 from mfclr.errors import ConfigError
 from mfclr.io import check_writable_dir, clean_stale_temps
+from mfclr.report.markdown import results_table
 
 
 def _config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Config:
@@ -25,8 +26,6 @@ def _config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Co
 
 
 def _print_table(result: dict[str, Any]) -> None:
-    from mfclr.report.markdown import results_table
-
     print(
         f"\nTest split of {result['dataset']}: {result['test_tracks']} tracks, "
         f"{len(result['label_names'])} classes\n"
@@ -149,7 +148,6 @@ def _cmd_probe(args: argparse.Namespace) -> None:
 def _cmd_embed(args: argparse.Namespace) -> None:
     import torch
 
-    from mfclr.config import SPLITS
     from mfclr.data import load_dataset
     from mfclr.encoders.frozen import load_frozen
     from mfclr.probe.embed import embed_splits, save_embeddings

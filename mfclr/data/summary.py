@@ -63,7 +63,7 @@ def count_table(counts: dict[str, dict[str, int]]) -> str:
 
 
 def format_summary(role: str, info: dict[str, Any], detailed: bool = False) -> str:
-    """The lines for one dataset of `mfclr.pipeline.prepare`'s summary (`role`: probe/pretrain);
+    """The lines for one dataset of `prepare`'s summary (`role`: probe/pretrain);
     `detailed` adds the class x split table and the files skipped or scaled down, by name."""
     st = info["stats"]
     tracks = ", ".join(f"{s} {n}" for s, n in info["tracks"].items())

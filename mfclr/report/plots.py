@@ -15,6 +15,8 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mfclr.io import atomic_write_with
 
 # One convention in every plot: pretrained variants are blue (the best one darker), the
@@ -112,7 +114,6 @@ def plot_confusion(
 ) -> Path:
     """Heatmap of a confusion matrix (rows = true, cols = predicted), coloured by the fraction of
     each true class, annotated with counts."""
-    import numpy as np
 
     plt = _pyplot()
     counts = np.asarray(matrix, dtype=np.int64)

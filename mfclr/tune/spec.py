@@ -126,7 +126,7 @@ class Budget(_Strict):
 
 
 class Resources(_Strict):
-    """Per trial; each key given sets `ray.<key>` (see mfclr/config.py RayConfig)."""
+    """Per trial; each key given sets `ray.<key>` (see mfclr/config/sections.py RayConfig)."""
 
     workers: int | None = Field(None, ge=1)
     cpus_per_worker: float | None = Field(None, gt=0)

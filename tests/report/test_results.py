@@ -101,3 +101,18 @@ def test_read_results_errors(tmp_path) -> None:
         read_results(bad)
     with pytest.raises(DataError, match="'rows' is reserved"):
         write_results(tmp_path, ROWS, {"rows": 1})
+
+
+def test_results_md_ends_with_the_callers_sections_and_names_the_best_row_once(tmp_path) -> None:
+    from mfclr.report.markdown import best_sentence, best_trials_table
+
+    best = {"audio": {"trial": "audio_001", "val_accuracy": 0.5, "epochs_done": 2,
+                      "hyperparameters": {"temperature": 0.25}}}  # fmt: skip
+    section = best_trials_table(best, "val_accuracy")
+    _, md_path = write_results(tmp_path, ROWS, {"label_names": NAMES}, sections=[section])
+    md = md_path.read_text()
+    assert md.rstrip().endswith(section.rstrip())  # written in one go, never appended to
+    assert md.count("## Best trial per format") == 1 and "| audio | audio_001 | 0.500 | 2 |" in md
+    # The best row is named with the same sentence report.md uses.
+    assert md.count(BEST_MARK + " chosen on valid accuracy") == 1
+    assert best_sentence(ROWS[1]) in md and "concat fusion of audio" in best_sentence(ROWS[1])

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -168,7 +169,15 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(
     # The fused-probe table is on the test split; the selection used validation only.
     rows = results["rows"]
     assert rows and all(r["head"] == "linear" for r in rows)
-    assert 0.0 <= rows[0]["accuracy"] <= 1.0 and results["validation_metric"] == VAL_METRIC
+    assert results["validation_metric"] == VAL_METRIC
+    for row in rows:  # test accuracy as the confusion matrix and the per-track record say
+        cm = np.array(row["confusion_matrix"])
+        assert row["accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
+        assert row["accuracy"] == pytest.approx(np.mean(row["test_correct"]))
+    # The best trial's metric is the last one Tune recorded for that trial.
+    logged = (sweep / "tune" / "spectrogram" / best["trial"] / "result.json").read_text()
+    last = json.loads(logged.strip().splitlines()[-1])
+    assert best[VAL_METRIC] == pytest.approx(last[VAL_METRIC])
     assert "Best trial per format" in (sweep / "results.md").read_text()
 
 

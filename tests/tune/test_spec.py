@@ -51,6 +51,31 @@ def test_smoke_sweep_is_small_and_searches_the_issue_space() -> None:
     assert spec.search.space["mask_size"].formats == ["spectrogram"]
 
 
+def test_defaults_come_from_the_one_config(tmp_path: Path) -> None:
+    from mfclr.config import Config, load_config
+
+    data = _smoke()
+    data.pop("resources")
+    data["search"].pop("metric")
+    data["search"]["space"].pop("probe_head")  # searching val_head needs the probe metric
+    spec, base = load_sweep(_write(tmp_path, data))
+    default, tiny = Config(), load_config(None, "tiny")  # smoke.yaml builds on the tiny preset
+    # Nothing re-declared: the config's values, recorded in the spec (and so in sweep.yaml).
+    assert base.train.val_metric == tiny.train.val_metric == spec.search.metric == "knn"
+    assert base.ray == default.ray and spec.resources.model_dump() == default.ray.model_dump()
+    assert base.train.eval_every == spec.search.eval_every == 1  # the sweep file's
+    # Given keys set the config; a config override reaches the spec the same way.
+    data["resources"] = {"workers": 2, "gpus_per_worker": 0}
+    data["search"].pop("eval_every")
+    spec, base = load_sweep(_write(tmp_path, data), ["train.eval_every=3"])
+    assert (base.ray.workers, base.ray.gpus_per_worker, base.ray.cpus_per_worker) == (2, 0, 1.0)
+    assert spec.resources.workers == 2 and spec.search.eval_every == base.train.eval_every == 3
+    # The tiny preset validates never (eval_every 0): a sweep must then say how often.
+    assert tiny.train.eval_every == 0
+    with pytest.raises(ConfigError, match="train.eval_every is 0"):
+        load_sweep(_write(tmp_path, data))
+
+
 def test_overrides_edit_the_sweep_or_its_config() -> None:
     spec, base = load_sweep(
         ROOT / "sweeps" / "smoke.yaml",

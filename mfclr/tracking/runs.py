@@ -1,4 +1,4 @@
-"""Experiment tracking: the only module that imports wandb (lazily, so importing this is cheap).
+"""Experiment tracking: the only package that imports wandb (lazily, so importing it is cheap).
 
 Offline by default: runs are written under `<dir>/wandb/offline-run-*` and uploaded later with
 `wandb sync`. `WANDB_MODE` (offline | online | disabled), when set, overrides
@@ -19,32 +19,31 @@ never shows in `ray job list`, job metadata or the runtime-env agent's logs.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import numbers
 import os
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from mfclr.config import Config
 from mfclr.errors import ConfigError, DataError
 from mfclr.io import git_sha as detect_sha
+from mfclr.tracking.records import (
+    RunInfo,
+    api_key_from_file,
+    cell,
+    check_no_secrets,
+    flatten,
+    is_number,
+    probe_metrics,
+    resolve_mode,
+    run_config,
+    safe_run_id,
+    variant_row,
+)
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("mfclr.tracking")
 
-JobType = Literal["pretrain", "probe"]
-MODES = ("offline", "online", "disabled")
-_MODE_ALIASES = {"dryrun": "offline", "run": "online"}  # older WANDB_MODE spellings
-FLAT_KEYS = (
-    "format", "fusion", "head", "encoders", "temperature", "mask_size", "time_mask_size",
-    "weight_decay", "lr", "epochs", "batch_size", "dataset", "seed", "git_sha",
-)  # fmt: skip
-_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
-KEY_FILE_ENV = "WANDB_API_KEY_FILE"
 Report = Callable[[dict[str, Any], dict[str, Any] | None], None]
 
 
@@ -108,7 +107,7 @@ class WandbTracker:
         import wandb
 
         columns = list(dict.fromkeys(k for row in rows for k in row))
-        data = [[_cell(row.get(c)) for c in columns] for row in rows]
+        data = [[cell(row.get(c)) for c in columns] for row in rows]
         self._log_media({key: wandb.Table(columns=columns, data=data, allow_mixed_types=True)})
 
     def log_confusion(self, key: str, matrix: list[list[int]], label_names: list[str]) -> None:
@@ -152,131 +151,6 @@ class WandbTracker:
 # ----------------------------------------------------------------------------- starting runs
 
 
-def resolve_mode(cfg: Config) -> str:
-    """`WANDB_MODE` when set (offline | online | disabled), else `cfg.tracking.wandb`."""
-    raw = os.environ.get("WANDB_MODE", "").strip()
-    if not raw:
-        return cfg.tracking.wandb
-    mode = _MODE_ALIASES.get(raw.lower(), raw.lower())
-    if mode not in MODES:
-        raise ConfigError(f"WANDB_MODE='{raw}' is not one of {', '.join(MODES)}; fix or unset it")
-    return mode
-
-
-def run_config(
-    cfg: Config,
-    *,
-    fmt: str | None,
-    fusion: str | None,
-    head: str | None,
-    dataset: str,
-    git_sha: str | None,
-    encoders: str | None = None,
-) -> dict[str, Any]:
-    """The run config: the same flat `FLAT_KEYS` on every run, plus the full config under "config".
-
-    `fmt` is "audio", "spectrogram" or "audio+spectrogram" (a fused probe); the mask sizes
-    (mel bins, frames) are None when no spectrogram encoder is involved.
-    """
-    spec = fmt is not None and ("spectrogram" in fmt.split("+") or fmt == "cross")
-    aug, tc = cfg.augment.spectrogram, cfg.train
-    flat = {
-        "format": fmt,
-        "fusion": fusion,
-        "head": head,
-        "encoders": encoders,
-        "temperature": tc.temperature,
-        "mask_size": aug.freq_mask.size if spec else None,
-        "time_mask_size": aug.time_mask.size if spec else None,
-        "weight_decay": tc.weight_decay,
-        "lr": tc.lr,
-        "epochs": tc.epochs,
-        "batch_size": tc.batch_size,
-        "dataset": dataset,
-        "seed": tc.seed,
-        "git_sha": git_sha,
-    }
-    return {**flat, "config": cfg.to_dict()}
-
-
-def api_key_from_file(*, strict: bool = True) -> str | None:
-    """The W&B API key in the file that `WANDB_API_KEY_FILE` names; None when it is unset.
-
-    strict: a missing, unreadable or empty file is a ConfigError naming it (else None). A file
-    that other users may read is used, with a warning to chmod it.
-    """
-    raw = os.environ.get(KEY_FILE_ENV, "").strip()
-    if not raw:
-        return None
-    path = Path(raw).expanduser()
-    try:
-        key = path.read_text(encoding="utf-8").strip()
-        mode = path.stat().st_mode
-    except (OSError, UnicodeDecodeError) as err:
-        if not strict:
-            return None
-        why = getattr(err, "strerror", None) or type(err).__name__
-        raise ConfigError(
-            f"{KEY_FILE_ENV}='{path}' cannot be read ({why}); fix it or unset it"
-        ) from None
-    if not key:
-        if not strict:
-            return None
-        raise ConfigError(
-            f"{KEY_FILE_ENV}='{path}' is empty; write the W&B API key into it or unset it"
-        )
-    if strict and mode & 0o077:
-        log.warning("%s '%s' is readable by other users (mode %03o); chmod 600 it",
-                    KEY_FILE_ENV, path, mode & 0o777)  # fmt: skip
-    return key
-
-
-def _check_no_secrets(config: Mapping[str, Any], what: str) -> None:
-    """Refuse a config holding the value of a secret-looking environment variable, or the key
-    of `WANDB_API_KEY_FILE`."""
-    text = json.dumps(config, default=str)
-    secrets = [(f"${n}", v) for n, v in os.environ.items() if _SECRET_NAME.search(n)]
-    from_file = api_key_from_file(strict=False)
-    if from_file:
-        secrets.append((f"the file ${KEY_FILE_ENV}", from_file))
-    for name, value in secrets:
-        if len(value) >= 16 and value in text:
-            raise ConfigError(
-                f"the config of {what} holds the value of {name}; remove it "
-                "(credentials belong in the environment or a key file only)"
-            )
-
-
-def safe_run_id(*parts: str) -> str:
-    """A W&B run id from parts: [A-Za-z0-9_.-] only, at most 64 characters (hash-shortened)."""
-    rid = re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(p for p in parts if p)).strip("-.")
-    if len(rid) > 64:
-        rid = f"{rid[:55]}-{hashlib.sha1(rid.encode()).hexdigest()[:8]}"
-    return rid or "run"
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """What names and describes one W&B run.
-
-    `run_id` should be stable per trial: a restarted trial resumes the same run. `group` (the
-    sweep id) is used unless `cfg.tracking.group` is set. `fmt`, `fusion`, `head`, `encoders`
-    become tags and flat config keys. `git_sha` None means: detect it.
-    """
-
-    job_type: JobType
-    name: str
-    run_id: str
-    dir: str | Path
-    dataset: str
-    group: str | None = None
-    fmt: str | None = None
-    fusion: str | None = None
-    head: str | None = None
-    encoders: str | None = None
-    git_sha: str | None = None
-
-
 def start_run(cfg: Config, info: RunInfo, *, rank: int = 0) -> NullTracker | WandbTracker:
     """Start one run (rank 0 only) under `<info.dir>/wandb`; other ranks and mode disabled get
     a no-op."""
@@ -286,7 +160,7 @@ def start_run(cfg: Config, info: RunInfo, *, rank: int = 0) -> NullTracker | Wan
     sha = info.git_sha if info.git_sha is not None else detect_sha()
     config = run_config(cfg, fmt=info.fmt, fusion=info.fusion, head=info.head,
                         dataset=info.dataset, git_sha=sha, encoders=info.encoders)  # fmt: skip
-    _check_no_secrets(config, f"run '{info.name}'")
+    check_no_secrets(config, f"run '{info.name}'")
     labels = (("format", info.fmt), ("fusion", info.fusion), ("head", info.head),
               ("encoders", info.encoders))  # fmt: skip
     tags = [f"{k}:{v}" for k, v in labels if v is not None] + [info.job_type]
@@ -344,10 +218,6 @@ def _init(cfg: Config, mode: str, root: Path, **kw: Any) -> Any:
 # ----------------------------------------------------------------------------- training and probes
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
-
-
 def tracking_reporter(tracker: Tracker, inner: Report) -> Report:
     """Wrap a training loop's `report(metrics, state)`: log every numeric metric (loss, lr,
     samples_per_s, val_* ...) at step = metrics["epoch"], then call `inner`.
@@ -357,46 +227,13 @@ def tracking_reporter(tracker: Tracker, inner: Report) -> Report:
 
     def report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
         values = {
-            k: (v if isinstance(v, int) else float(v)) for k, v in metrics.items() if _is_number(v)
+            k: (v if isinstance(v, int) else float(v)) for k, v in metrics.items() if is_number(v)
         }
         step = metrics.get("epoch")
-        tracker.log(values, step=int(step) if _is_number(step) else None)
+        tracker.log(values, step=int(step) if is_number(step) else None)
         inner(metrics, state)
 
     return report
-
-
-def _cell(value: Any) -> Any:
-    if value is None or isinstance(value, str | bool) or _is_number(value):
-        return value.item() if hasattr(value, "item") else value
-    return json.dumps(value, default=str)
-
-
-def _flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts -> "a/b" keys; lists of scalars -> "x+y"; other lists are dropped."""
-    out: dict[str, Any] = {}
-    for key, value in obj.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, f"{name}/"))
-        elif isinstance(value, list | tuple):
-            if all(v is None or isinstance(v, str) or _is_number(v) for v in value):
-                out[name] = "+".join(str(v) for v in value)
-        else:
-            out[name] = value
-    return out
-
-
-def variant_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    """One probe row as a flat table row (the confusion matrix is logged as its own chart)."""
-    flat = _flatten({k: v for k, v in row.items() if k != "confusion_matrix"})
-    return {k.replace("per_class_ap/", "ap/"): v for k, v in flat.items()}
-
-
-def _probe_metrics(row: Mapping[str, Any]) -> dict[str, float]:
-    values = {k: row.get(k) for k in ("accuracy", "macro_map", "valid_accuracy", "n")}
-    values |= {f"per_class_ap/{c}": ap for c, ap in (row.get("per_class_ap") or {}).items()}
-    return {k: v for k, v in values.items() if _is_number(v)}  # None: AP of an absent class
 
 
 def log_probe_rows(
@@ -432,9 +269,9 @@ def log_probe_rows(
         if isinstance(tracker, NullTracker):
             return []
         with tracker:
-            tracker.log(_probe_metrics(row))
-            info = _flatten(row.get("probe_info") or {}, "probe_info/")
-            tracker.summary({k: v for k, v in info.items() if _is_number(v) or isinstance(v, str)})
+            tracker.log(probe_metrics(row))
+            info = flatten(row.get("probe_info") or {}, "probe_info/")
+            tracker.summary({k: v for k, v in info.items() if is_number(v) or isinstance(v, str)})
             if row.get("confusion_matrix") is not None:
                 tracker.log_confusion("confusion_matrix", row["confusion_matrix"], label_names)
             tracker.log_table("variants", table)
