@@ -17,6 +17,7 @@ the largest step count), so an intermediate point is a snapshot, not a run sched
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -28,12 +29,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from mfclr.augment import build_frontend
 from mfclr.config import Config, load_config
 from mfclr.data import load_dataset
 from mfclr.distributed import resolve_device
 from mfclr.encoders import encoder_from_spec
+from mfclr.encoders.frontends import build_frontend
 from mfclr.encoders.frozen import FrozenEncoder, random_frozen
+from mfclr.io import atomic_write_text
 from mfclr.probe.embed import embed_splits
 from mfclr.probe.fit import fit_probe
 from mfclr.probe.validate import knn_accuracy
@@ -109,6 +111,24 @@ def one_seed(cfg: Config, fmt: str, steps: list[int], device: torch.device) -> l
         clock["t"], clock["c"] = time.perf_counter(), time.process_time()
 
     pretrain(run_cfg, fmt, report, device=device, progress=False)
+    return points
+
+
+def cached_seed(
+    cfg: Config, fmt: str, steps: list[int], device: torch.device, cache: Path
+) -> list[dict]:
+    """`one_seed`, kept in `cache/seed-<s>-<key>.json` where the key hashes the whole config, the
+    format and the steps: a rerun with another seed list only trains the seeds it lacks, and
+    any change of recipe misses the cache."""
+    blob = json.dumps({"config": cfg.to_dict(), "format": fmt, "steps": steps}, sort_keys=True)
+    key = hashlib.sha256(blob.encode()).hexdigest()[:12]
+    path = cache / f"seed-{cfg.train.seed}-{key}.json"
+    if path.is_file():
+        log.info("seed %d: reusing %s", cfg.train.seed, path)
+        return json.loads(path.read_text())
+    points = one_seed(cfg, fmt, steps, device)
+    cache.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(points, indent=2))
     return points
 
 
@@ -224,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     runs = {}
     for seed in seeds:
-        runs[seed] = one_seed(base.with_overrides({"train.seed": seed}), args.format, steps, device)
+        cfg = base.with_overrides({"train.seed": seed})
+        runs[seed] = cached_seed(cfg, args.format, steps, device, out / "seeds")
         summary = summarise(runs)
         result = {"format": args.format, "preset": args.preset, "overrides": args.set,
                   "seeds": seeds, "steps": steps, "runs": {str(k): v for k, v in runs.items()},

@@ -68,10 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         budget = lc.budget_steps(cfg)
         steps = ([int(s) for s in args.steps.split(",")] if args.steps
                  else lc.log_steps(budget))  # fmt: skip
-        runs = {s: lc.one_seed(cfg.with_overrides({"train.seed": s}), fmt, steps, device)
-                for s in seeds}  # fmt: skip
-        summary = lc.summarise(runs)
         out = Path(args.out) / fmt
+        runs = {s: lc.cached_seed(cfg.with_overrides({"train.seed": s}), fmt, steps, device,
+                                  out / "seeds") for s in seeds}  # fmt: skip
+        summary = lc.summarise(runs)
         out.mkdir(parents=True, exist_ok=True)
         (out / "curve.json").write_text(json.dumps({"runs": runs, **summary}, indent=2))
         lc.plot(summary, f"{fmt}: preset {args.preset}, seeds {args.seeds}", out / "curve.png")

@@ -120,3 +120,29 @@ def test_feature_checks() -> None:
         check_features(short, labels)
     with pytest.raises(DataError, match="'B' lack the 'train' split"):
         check_features({"A": feats["A"], "B": {}}, labels)
+
+
+def test_decision_fusion_reuses_the_single_format_probes_by_content(monkeypatch) -> None:
+    """The weighted rows refit nothing the single-format rows fitted; a change in features or
+    settings is a new fit, and a reused fit predicts exactly what a fresh one does."""
+    import mfclr.probe.fusion as fusion
+
+    feats, labels = half_informative()
+    fits: list[int] = []
+    real = fusion.fit_probe
+    monkeypatch.setattr(fusion, "fit_probe", lambda *a, **k: fits.append(1) or real(*a, **k))
+    monkeypatch.setattr(fusion, "_FITTED", fusion.OrderedDict())
+    for f in ("A", "B"):
+        get_fusion("concat")({f: feats[f]}, labels, "linear", CFG, 4)
+    assert len(fits) == 2
+    reused = get_fusion("weighted")(feats, labels, "linear", CFG, 4)
+    assert len(fits) == 2
+    fusion._FITTED.clear()
+    fresh = get_fusion("weighted")(feats, labels, "linear", CFG, 4)
+    assert len(fits) == 4
+    np.testing.assert_array_equal(reused.probs, fresh.probs)
+    get_fusion("weighted")(feats, labels, "linear", CFG.model_copy(update={"lrs": [3e-2]}), 4)
+    assert len(fits) == 6
+    shifted = {f: {s: x + 1.0 for s, x in feats[f].items()} for f in feats}
+    get_fusion("weighted")(shifted, labels, "linear", CFG, 4)
+    assert len(fits) == 8

@@ -28,8 +28,10 @@ def _write(tmp_path: Path, data: dict[str, Any]) -> Path:
     return path
 
 
-def test_the_four_shipped_sweeps_load() -> None:
-    assert {p.stem for p in SWEEPS} == {"smoke", "paper_table1", "paper_table2", "gtzan"}
+def test_the_shipped_sweeps_load() -> None:
+    assert {p.stem for p in SWEEPS} == {
+        "smoke", "paper_table1", "paper_table2", "gtzan", "recipe_cpu"
+    }  # fmt: skip
     for path in SWEEPS:
         spec, base = load_sweep(path)
         assert spec.name == path.stem
