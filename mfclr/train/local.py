@@ -130,10 +130,12 @@ class LocalReporter:
     def __init__(self, run_dir: Path, fmt: str, epochs: int) -> None:
         self.run_dir, self.fmt, self.epochs = run_dir, fmt, epochs
         self.last = run_dir / "checkpoints" / "last.pt"
+        self.state: dict[str, Any] | None = None  # the checkpoint last written (not re-read)
 
     def __call__(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
         if state is not None:
             ckpt.atomic_save(state, self.last)
+            self.state = state
         append_json_line(self.run_dir / "metrics.jsonl", metrics)
         log.info("%s", epoch_line(self.fmt, self.epochs, metrics))
 
@@ -176,7 +178,7 @@ def pretrain_local(
         with start_run(cfg, info) as tracker:
             pretrain(cfg, fmt, tracking_reporter(tracker, reporter), validate=make_validate(cfg),
                      initial_state=state, progress=progress)  # fmt: skip
-        state = ckpt.load(reporter.last, ckpt.PRETRAIN_KIND, fmt)
+        state = reporter.state if reporter.state is not None else state
     else:
         log.info("%s: already trained for %d epochs; skipping", fmt, state["epoch"])
     paths = {f: Path(p) for f, p in export_encoders(state, run_dir).items()}
