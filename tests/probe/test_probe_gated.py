@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tests.test_probe_fusion import CFG, N, half_informative
+from tests.probe.test_probe_fusion import CFG, N, half_informative
 
 from mfclr.errors import ConfigError
 from mfclr.probe.fusion import FUSIONS, GatedFusion, get_fusion
