@@ -94,8 +94,9 @@ def one_seed(cfg: Config, fmt: str, steps: list[int], device: torch.device) -> l
         if state is not None and pending and metrics["steps"] >= pending[0]:
             while pending and metrics["steps"] >= pending[0]:
                 pending.pop(0)
-            enc = encoder_from_spec(state["encoder_spec"])
-            enc.load_state_dict(state["encoder"])
+            part = state["parts"][fmt]  # the one checkpoint layout (mfclr/checkpoint.py)
+            enc = encoder_from_spec(part["encoder_spec"])
+            enc.load_state_dict(part["encoder"])
             frozen = FrozenEncoder(
                 fmt,
                 enc.eval(),
