@@ -11,7 +11,7 @@ OUT    ?= runs/demo
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 68719476736
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench gpu-check clean
 
 install: $(STAMP)
 
@@ -33,6 +33,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/throughput.py
+
+# The GPU checks (docs/performance.md, section GPU check): at most 8 minutes on one GPU, one JSON
+# line; without CUDA every check reports skipped. GPU_CHECK_ARGS=--allow-cpu runs them on CPU.
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf runs data_cache .pytest_cache

@@ -26,3 +26,15 @@ def test_files_the_makefile_and_readme_point_to_exist() -> None:
     for ref in re.findall(r"\(([\w./-]+\.md)[,)]", makefile):
         assert (ROOT / ref).is_file(), ref
     assert "## Performance" in (ROOT / "README.md").read_text()
+
+
+def test_the_cluster_extra_brings_boto3_and_the_cluster_steps_install_it() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    cluster = project["project"]["optional-dependencies"]["cluster"]
+    (boto3,) = [r for r in cluster if re.match(r"boto3\b", r)]
+    assert re.fullmatch(r"boto3==\d+\.\d+\.\d+", boto3)  # pinned: `ray up` runs with it
+    install = "pip install -e '.[cluster]'"
+    for doc in ("README.md", "docs/cluster.md"):
+        text = (ROOT / doc).read_text()
+        assert install in text, doc
+        assert text.index(install) < text.index("ray up cluster.yaml"), doc

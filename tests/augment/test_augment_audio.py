@@ -203,6 +203,7 @@ def test_chain_runs_under_no_grad_without_generator() -> None:
     assert not list(AudioChain(chain_cfg(), SR).parameters())
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_chain_runs_on_cuda() -> None:
     aug = AudioChain(chain_cfg(1.0, 1.0, 1.0, 1.0), SR)

@@ -139,6 +139,7 @@ def test_builders_use_the_config() -> None:
     assert not list(aug.parameters()) and not list(front.parameters())
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_chain_follows_the_input_to_cuda() -> None:
     chain = SpectrogramChain(spec_cfg(1.0, 1.0, 1.0), MEL, SR)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tests.probe.test_probe_fusion import CFG, N, half_informative
 
 from mfclr.errors import ConfigError
 from mfclr.probe.fusion import FUSIONS, GatedFusion, get_fusion
+from tests.probe.test_probe_fusion import CFG, N, half_informative
 
 # A narrow common width keeps the learned layer (and the test) small.
 GCFG = CFG.model_copy(update={"hidden_dim": 32})

@@ -29,9 +29,8 @@ def _write(tmp_path: Path, data: dict[str, Any]) -> Path:
 
 
 def test_the_shipped_sweeps_load() -> None:
-    assert {p.stem for p in SWEEPS} == {
-        "smoke", "paper_table1", "paper_table2", "gtzan", "recipe_cpu"
-    }  # fmt: skip
+    shipped = {"smoke", "paper_table1", "paper_table2", "gtzan", "gpu_check", "recipe_cpu"}
+    assert {p.stem for p in SWEEPS} == shipped
     for path in SWEEPS:
         spec, base = load_sweep(path)
         assert spec.name == path.stem
