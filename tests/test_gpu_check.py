@@ -82,7 +82,7 @@ def test_the_gpu_sweep_file_asks_for_one_gpu_per_worker() -> None:
 def test_every_cuda_only_test_is_marked_for_the_gpu_check() -> None:
     skip = "skipif(not torch.cuda.is_available()"
     marked = 0
-    for path in (ROOT / "tests").glob("test_*.py"):
+    for path in (ROOT / "tests").rglob("test_*.py"):
         lines = path.read_text().splitlines()
         for i, line in enumerate(lines):
             if skip in line and line.lstrip().startswith("@"):
