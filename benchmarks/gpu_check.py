@@ -155,7 +155,7 @@ def _judge_backend(run: Run, check: Check, out: dict[str, Any]) -> None:
 
 def parse_ray_train(run: Run, check: Check) -> dict[str, Any]:
     """Did the run finish and export its encoder, with the expected process-group backend
-    (`mfclr.launch` picks nccl with --use-gpu, gloo without)."""
+    (`mfclr.train.ray` picks nccl with --use-gpu, gloo without)."""
     out: dict[str, Any] = {"encoder_exported": (Path(check.ctx["out"]) / "encoder.pt").is_file()}
     if run.rc == 0 and not out["encoder_exported"]:
         out.update(status="failed", reason="the run exited 0 but wrote no encoder.pt")
@@ -255,7 +255,7 @@ def _commands(args: argparse.Namespace, cuda: bool, out: Path) -> dict[str, list
 
 def cuda_test_files() -> list[str]:
     """The test files with a test marked `cuda` (collecting only them keeps pytest quick)."""
-    tests = sorted((ROOT / "tests").glob("test_*.py"))
+    tests = sorted((ROOT / "tests").rglob("test_*.py"))
     marked = re.compile(r"^\s*@pytest\.mark\.cuda\b", re.M)
     return [str(p.relative_to(ROOT)) for p in tests if marked.search(p.read_text())]
 

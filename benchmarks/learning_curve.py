@@ -29,14 +29,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from mfclr.augment import build_frontend
 from mfclr.config import Config, load_config
 from mfclr.data import load_dataset
+from mfclr.distributed import resolve_device
 from mfclr.encoders import encoder_from_spec
-from mfclr.evaluate import FrozenEncoder, embed_splits, random_frozen
+from mfclr.encoders.frontends import build_frontend
+from mfclr.encoders.frozen import FrozenEncoder, random_frozen
 from mfclr.io import atomic_write_text
+from mfclr.probe.embed import embed_splits
 from mfclr.probe.fit import fit_probe
-from mfclr.train import knn_accuracy, pretrain, resolve_device
+from mfclr.probe.validate import knn_accuracy
+from mfclr.train.loop import pretrain
 
 log = logging.getLogger("learning_curve")
 
@@ -48,9 +51,10 @@ def score(frozen: FrozenEncoder, cfg: Config, data: Any, device: torch.device) -
     probe = fit_probe(feats["train"], y["train"], feats["valid"], y["valid"], head="linear",
                       n_classes=len(data.label_names), cfg=cfg.probe)  # fmt: skip
     test_pred = probe.predict_proba(feats["test"]).argmax(1)
+    k = cfg.train.knn_k
     return {
-        "knn_valid": knn_accuracy(feats["train"], y["train"], feats["valid"], y["valid"]),
-        "knn_test": knn_accuracy(feats["train"], y["train"], feats["test"], y["test"]),
+        "knn_valid": knn_accuracy(feats["train"], y["train"], feats["valid"], y["valid"], k=k),
+        "knn_test": knn_accuracy(feats["train"], y["train"], feats["test"], y["test"], k=k),
         "linear_valid": float(probe.info["valid_accuracy"]),
         "linear_test": float((test_pred == y["test"]).mean()),
         "effective_rank": effective_rank(probe.standardizer(feats["train"])),
@@ -90,8 +94,9 @@ def one_seed(cfg: Config, fmt: str, steps: list[int], device: torch.device) -> l
         if state is not None and pending and metrics["steps"] >= pending[0]:
             while pending and metrics["steps"] >= pending[0]:
                 pending.pop(0)
-            enc = encoder_from_spec(state["encoder_spec"])
-            enc.load_state_dict(state["encoder"])
+            part = state["parts"][fmt]  # the one checkpoint layout (mfclr/checkpoint.py)
+            enc = encoder_from_spec(part["encoder_spec"])
+            enc.load_state_dict(part["encoder"])
             frozen = FrozenEncoder(
                 fmt,
                 enc.eval(),

@@ -24,10 +24,10 @@ import ray
 import torch
 
 from mfclr.config import Config, load_config
-from mfclr.launch import launch, load_checkpoint
-from mfclr.runner import pretrain_local
-from mfclr.sweep import load_sweep
-from mfclr.tune import tune_format
+from mfclr.train.local import pretrain_local
+from mfclr.train.ray import TrainRun, launch, load_checkpoint
+from mfclr.tune.search import tune_format
+from mfclr.tune.spec import load_sweep
 
 SMOKE = Path(__file__).resolve().parents[1] / "sweeps" / "smoke.yaml"
 
@@ -48,15 +48,8 @@ def _config(args: argparse.Namespace, cache: Path) -> Config:
 
 def _throughput(cfg: Config, fmt: str, workers: int, storage: Path) -> dict[str, float]:
     t0 = time.perf_counter()
-    result = launch(
-        cfg,
-        fmt,
-        workers=workers,
-        use_gpu=False,
-        storage_path=str(storage),
-        name=f"throughput_{workers}",
-        max_failures=0,
-    )
+    cfg = cfg.with_overrides({"ray.workers": workers, "ray.max_failures": 0})
+    result = launch(cfg, fmt, TrainRun(str(storage), f"throughput_{workers}", use_gpu=False))
     wall = time.perf_counter() - t0
     history = load_checkpoint(result.checkpoint, fmt)["history"]
     steady = [h["samples_per_s"] for h in history[1:]] or [history[0]["samples_per_s"]]
@@ -68,15 +61,8 @@ def _overhead(args: argparse.Namespace, cfg: Config, root: Path) -> dict[str, fl
     pretrain_local(cfg, args.format, root / "plain", progress=False)
     plain = time.perf_counter() - t0
     t0 = time.perf_counter()
-    launch(
-        cfg,
-        args.format,
-        workers=1,
-        use_gpu=False,
-        storage_path=str(root / "train"),
-        name="one_worker",
-        max_failures=0,
-    )
+    one = cfg.with_overrides({"ray.workers": 1, "ray.max_failures": 0})
+    launch(one, args.format, TrainRun(str(root / "train"), "one_worker", use_gpu=False))
     train = time.perf_counter() - t0
     # The same config as the only trial of a sweep: no validation metric is needed by the
     # plain run, but a trial must report one, so both sides evaluate every epoch.

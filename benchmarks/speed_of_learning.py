@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import learning_curve as lc  # noqa: E402
 
 from mfclr.config import load_config  # noqa: E402
-from mfclr.train import pretrain, resolve_device  # noqa: E402
+from mfclr.distributed import resolve_device  # noqa: E402
+from mfclr.train.loop import pretrain  # noqa: E402
 
 
 def steps_per_second(

@@ -39,8 +39,10 @@ from mfclr.augment import build_augment
 from mfclr.augment.reference import AudiomentationsChain
 from mfclr.config import FORMATS, Config, load_config, preset_names
 from mfclr.data import PairDataset, load_dataset, make_loader
+from mfclr.distributed import resolve_device
 from mfclr.loss import nt_xent
-from mfclr.train import build_model, pretrain, resolve_device
+from mfclr.train.loop import pretrain
+from mfclr.train.model import build_model
 
 MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736"}
 NO_PRESET = "defaults"  # the config defaults alone (the paper-sized setup)

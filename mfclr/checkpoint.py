@@ -1,8 +1,10 @@
 """Checkpoints are plain dicts, written atomically and loaded strictly.
 
 Two kinds:
-- `mfclr.pretrain`: everything to resume a pretraining run (encoder, projector, optimizer, epoch,
-  resolved config, label names, sample rate, metric history).
+- `mfclr.pretrain`: everything to resume a pretraining run: under "parts", one entry per trained
+  input format (encoder spec, encoder, projector) for every pretraining format alike (one for
+  audio or spectrogram, two for cross); optimizer, epoch, resolved config, label names, sample
+  rate, metric history. Version 1 files (one format's weights at the top level) are read too.
 - `mfclr.encoder`: the frozen encoder alone, exported for probing and embedding, with what is
   needed to use it without the config that made it (architecture spec, format, sample rate,
   crop length, mel settings, label names).
@@ -16,13 +18,60 @@ from typing import Any
 import torch
 
 from mfclr.errors import CheckpointError
-from mfclr.io import atomic_write_with, git_sha
+from mfclr.io import atomic_write_with
 
-__all__ = ["atomic_save", "git_sha", "load", "load_state_strict", "pretrain_to_encoder"]
+__all__ = [
+    "atomic_save",
+    "load",
+    "load_state_strict",
+    "pretrain_state",
+    "pretrain_to_encoder",
+]
 
 PRETRAIN_KIND = "mfclr.pretrain"
 ENCODER_KIND = "mfclr.encoder"
-VERSION = 1
+VERSION = 2  # 2: every format's weights under "parts" (1: one format's at the top level)
+_PART_KEYS = ("encoder_spec", "encoder", "projector")
+
+
+def pretrain_state(
+    *,
+    fmt: str,
+    epoch: int,
+    parts: dict[str, dict[str, Any]],
+    optimizer: dict[str, Any],
+    config: dict[str, Any],
+    label_names: list[str],
+    sample_rate: int,
+    crop_samples: int,
+    history: list[dict[str, Any]],
+    git_sha: str | None,
+) -> dict[str, Any]:
+    """The pretraining checkpoint dict: `parts` maps each trained input format to its
+    {"encoder_spec", "encoder", "projector"} (state dicts)."""
+    return {
+        "kind": PRETRAIN_KIND,
+        "version": VERSION,
+        "format": fmt,
+        "epoch": epoch,
+        "parts": parts,
+        "optimizer": optimizer,
+        "config": config,
+        "label_names": label_names,
+        "sample_rate": sample_rate,
+        "crop_samples": crop_samples,
+        "history": history,
+        "git_sha": git_sha,
+    }
+
+
+def _upgrade(obj: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 single-format pretraining checkpoint in today's layout (weights in parts)."""
+    if obj.get("kind") != PRETRAIN_KIND or "parts" in obj or "encoder" not in obj:
+        return obj
+    part = {k: obj[k] for k in _PART_KEYS if k in obj}
+    rest = {k: v for k, v in obj.items() if k not in _PART_KEYS}
+    return {**rest, "version": VERSION, "parts": {obj["format"]: part}}
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
@@ -48,6 +97,7 @@ def load(path: str | Path, kind: str, fmt: str | None = None) -> dict[str, Any]:
         ) from None
     if not isinstance(obj, dict) or "kind" not in obj:
         raise CheckpointError(f"checkpoint '{path}' is not an mfclr checkpoint (no 'kind' key)")
+    obj = _upgrade(obj)
     if obj["kind"] == PRETRAIN_KIND and kind == ENCODER_KIND:
         return pretrain_to_encoder(obj, fmt, path)  # a pretraining checkpoint serves as encoder
     if obj["kind"] != kind:
@@ -66,22 +116,22 @@ def load(path: str | Path, kind: str, fmt: str | None = None) -> dict[str, Any]:
 def pretrain_to_encoder(
     state: dict[str, Any], fmt: str | None = None, path: str | Path = "checkpoint"
 ) -> dict[str, Any]:
-    """The exported-encoder dict for a pretraining checkpoint (`fmt` picks one encoder of a
-    cross-format checkpoint, which holds one per format)."""
-    cfg = state["config"]
-    part, out_fmt = state, state["format"]
-    if "parts" in state:
-        if fmt not in state["parts"]:
+    """The exported-encoder dict of input format `fmt` (None: the only one) of a pretraining
+    checkpoint (a cross-format checkpoint holds one per format)."""
+    cfg, parts = state["config"], _upgrade(state)["parts"]
+    if fmt is None and len(parts) == 1:
+        fmt = next(iter(parts))
+    if fmt not in parts:
+        if len(parts) > 1:
             raise CheckpointError(
-                f"'{path}' is a cross-format checkpoint with {' and '.join(state['parts'])} "
+                f"'{path}' is a cross-format checkpoint with {' and '.join(parts)} "
                 "encoders; name one, e.g. audio=PATH"
             )
-        part, out_fmt = state["parts"][fmt], fmt
-    elif fmt is not None and fmt != out_fmt:
         raise CheckpointError(
-            f"checkpoint '{path}' holds a '{out_fmt}' encoder, expected '{fmt}'; "
+            f"checkpoint '{path}' holds a '{next(iter(parts))}' encoder, expected '{fmt}'; "
             f"pass a checkpoint of the {fmt} format"
         )
+    part, out_fmt = parts[fmt], fmt
     return {
         "kind": ENCODER_KIND,
         "version": VERSION,

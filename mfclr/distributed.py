@@ -1,4 +1,5 @@
-"""Helpers for data-parallel training over torch.distributed (set up by Ray Train or torchrun).
+"""Where this process runs: its device, and data-parallel helpers over torch.distributed (set up
+by Ray Train or torchrun).
 
 Every helper is safe when torch.distributed is unavailable or not initialised: it then behaves as
 a single process of rank 0 in a world of 1. No Ray import here.
@@ -6,16 +7,20 @@ a single process of rank 0 in a world of 1. No Ray import here.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from typing import ParamSpec, TypeVar
-
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
-P = ParamSpec("P")
-R = TypeVar("R")
+from mfclr.errors import ConfigError
+
+
+def resolve_device(name: str) -> torch.device:
+    """train.device as a torch device: "auto" is cuda when a GPU is visible, else cpu."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device is 'cuda' but no GPU is visible; use auto or cpu")
+    return torch.device(name)
 
 
 def is_dist() -> bool:
@@ -50,19 +55,3 @@ def all_gather_with_grad(x: Tensor) -> Tensor:
     from torch.distributed.nn.functional import all_gather
 
     return torch.cat(all_gather(x), dim=0)
-
-
-def rank_zero_only(fn: Callable[P, R]) -> Callable[P, R | None]:
-    """Decorator: run `fn` on rank 0 only; other ranks skip it and get None."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | None:
-        return fn(*args, **kwargs) if is_rank_zero() else None
-
-    return wrapper
-
-
-def barrier() -> None:
-    """Wait for every rank (no-op when not distributed)."""
-    if is_dist():
-        dist.barrier()

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import logging
 import os
 import re
+import shutil
 import socket
 import subprocess
 import time
@@ -28,7 +30,7 @@ import uuid
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from mfclr.errors import StorageError
 
@@ -216,7 +218,6 @@ def clean_stale_temps(folder: Path | str) -> list[Path]:
     Called when a run, a cache build or a probe starts: a kill during an atomic write or a cache
     build leaves its temp behind. A temp whose writer still runs is left alone.
     """
-    import shutil
 
     folder = Path(folder)
     try:
@@ -275,6 +276,26 @@ def check_writable_dir(path: Path | str, what: str) -> Path:
             f"{what} '{path}' is not writable ({reason}); choose a writable folder for {what}"
         ) from None
     return path
+
+
+def atomic_write_json(path: Path | str, obj: Any, what: str = "file") -> Path:
+    """Indented JSON (one trailing newline), written atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=2) + "\n", what)
+
+
+def append_json_line(path: Path | str, obj: Any) -> None:
+    """Append one JSON line to a log such as metrics.jsonl (flushed at once). Appends are not
+    atomic: readers skip a torn last line (a kill mid-write)."""
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(obj) + "\n")
+    except OSError as err:
+        raise storage_error(path, err, "log") from None
+
+
+def is_remote(path: str) -> bool:
+    """True for a URI (s3://, gs://, ...), False for a local folder."""
+    return "://" in path and not path.startswith("file://")
 
 
 # ----------------------------------------------------------------------------- provenance

@@ -3,18 +3,29 @@ with every figure the README quotes (no timing thresholds: the machine is shared
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "throughput.py"
 FORMATS = ("audio", "spectrogram")
+
+
+def _load_script() -> Any:
+    spec = importlib.util.spec_from_file_location("throughput", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _positive(value: object) -> bool:
@@ -60,20 +71,23 @@ def test_the_last_line_holds_every_figure_positive_and_finite(result: dict) -> N
 def test_it_records_the_setup_it_measured(result: dict) -> None:
     assert result["preset"] == "tiny" and result["device"] == "cpu"
     assert result["threads"] == 1 and result["batch_size"] == 4 and result["steps"] == 1
-    assert result["malloc_env_set"] is True
     # No GPU here: the GPU-only figures are null, not made up.
     assert result["peak_gpu_mem_mb"] is None
     assert all(result[f"gpu_utilization_{fmt}"] is None for fmt in FORMATS)
 
 
+def test_make_exports_the_allocator_settings_the_benchmark_checks() -> None:
+    """`make bench` must run with exactly the MALLOC_* values whose absence the script warns
+    about (the benchmark's `malloc_env_set` compares the environment with MALLOC_ENV)."""
+    exported = dict(re.findall(r"^export (MALLOC_\w+) := (\S+)$", (ROOT / "Makefile").read_text(),
+                               flags=re.M))  # fmt: skip
+    assert exported == _load_script().MALLOC_ENV
+
+
 def test_the_readmes_benchmark_commands_parse() -> None:
-    import importlib.util
     import shlex
 
-    spec = importlib.util.spec_from_file_location("throughput", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    throughput = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(throughput)
+    throughput = _load_script()
     readme = (ROOT / "README.md").read_text()
     lines = [ln.split("#")[0] for ln in readme.splitlines() if "benchmarks/throughput.py " in ln]
     commands = [shlex.split(ln.split("benchmarks/throughput.py", 1)[1]) for ln in lines]

@@ -82,14 +82,14 @@ def test_the_gpu_sweep_file_asks_for_one_gpu_per_worker() -> None:
 def test_every_cuda_only_test_is_marked_for_the_gpu_check() -> None:
     skip = "skipif(not torch.cuda.is_available()"
     marked = 0
-    for path in (ROOT / "tests").glob("test_*.py"):
+    for path in (ROOT / "tests").rglob("test_*.py"):
         lines = path.read_text().splitlines()
         for i, line in enumerate(lines):
             if skip in line and line.lstrip().startswith("@"):
                 assert "@pytest.mark.cuda" in lines[i - 1], f"{path.name}:{i + 1}"
                 marked += 1
     files = gc.cuda_test_files()
-    assert marked >= 2 and "tests/test_augment_audio.py" in files
+    assert marked >= 2 and "tests/augment/test_augment_audio.py" in files
     assert "tests/test_gpu_check.py" not in files  # it names the marker but has no such test
 
 
@@ -240,4 +240,7 @@ def test_the_script_runs_the_cuda_tests_selection_on_cpu(tmp_path: Path) -> None
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     section = result["checks"]["cuda_tests"]
     assert section["status"] == "ok" and section["counts"]["skipped"] >= 2
-    assert section["counts"]["failed"] == 0 and "tests/test_augment_audio.py" in section["files"]
+    assert (
+        section["counts"]["failed"] == 0
+        and "tests/augment/test_augment_audio.py" in section["files"]
+    )

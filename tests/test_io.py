@@ -44,7 +44,7 @@ def umask():
 
 def test_files_get_0644_or_whatever_the_umask_allows(tmp_path: Path, umask) -> None:
     from mfclr.probe.embed import save_embeddings
-    from mfclr.report import write_results
+    from mfclr.report.results import write_results
 
     umask(0o022)
     written = [

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from wandb_files import inspect_run, offline_runs
 
 from mfclr import tracking
 from mfclr.checkpoint import atomic_save
 from mfclr.config import Config, build_config
 from mfclr.errors import ConfigError
+from mfclr.train.loop import VAL_METRIC
 
 FAKE_KEY = "fakekey-mfclr-0123456789abcdef0123456789abcd"
 LABELS = ["rock", "jazz", "pop"]
@@ -61,20 +63,21 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         # Offline must not reach a server: record every host name lookup made in this process.
         mp.setattr(socket, "getaddrinfo", lambda *a, **k: lookups.append(a) or real_lookup(*a, **k))
         cfg = _cfg()
-        tracker = tracking.start_run(cfg, job_type="pretrain", name="trial-0-spectrogram",
-                                     run_id=f"{GROUP}-trial-0", dir=root, fmt="spectrogram",
-                                     dataset="embedded", group=GROUP, git_sha="abc123")  # fmt: skip
+        info = tracking.RunInfo(job_type="pretrain", name="trial-0-spectrogram",
+                                run_id=f"{GROUP}-trial-0", dir=root, fmt="spectrogram",
+                                dataset="embedded", group=GROUP, git_sha="abc123")  # fmt: skip
+        tracker = tracking.start_run(cfg, info)
         seen: list[int] = []
         report = tracking.tracking_reporter(tracker, lambda m, s: seen.append(m["epoch"]))
         with tracker:
             for epoch in (1, 2, 3):
                 metrics = {"epoch": epoch, "loss": 5.0 - epoch, "lr": 3e-4, "samples_per_s": 100.0,
-                           "val_knn_accuracy": 0.1 * epoch, "note": "ignored"}  # fmt: skip
+                           VAL_METRIC: 0.1 * epoch, "note": "ignored"}  # fmt: skip
                 report(metrics, {"epoch": epoch})
         ids = tracking.log_probe_rows(cfg, _rows(), dir=root, group=GROUP, dataset="embedded",
                                       label_names=LABELS, git_sha="abc123")  # fmt: skip
         atomic_save({"config": cfg.to_dict(), "epoch": 3}, root / "ckpt" / "last.pt")
-    inspected = [tracking.inspect_run(d) for d in tracking.offline_runs(root)]
+    inspected = [inspect_run(d) for d in offline_runs(root)]
     runs = {r["run_id"]: r for r in inspected}
     return {"root": root, "seen": seen, "ids": ids, "runs": runs, "lookups": lookups,
             "pretrain": runs[f"{GROUP}-trial-0"]}  # fmt: skip
@@ -94,9 +97,10 @@ def test_pretrain_run_has_group_tags_config_and_history(written: dict[str, Any])
     rows = [r for r in run["history"] if "loss" in r]
     assert [r["_step"] for r in rows] == [1, 2, 3]
     assert [r["loss"] for r in rows] == [4.0, 3.0, 2.0]
-    assert all({"lr", "samples_per_s", "val_knn_accuracy", "epoch"} <= set(r) for r in rows)
+    assert all({"lr", "samples_per_s", VAL_METRIC, "epoch"} <= set(r) for r in rows)
     assert not any("note" in r for r in rows)
-    assert run["summary"]["val_knn_accuracy"] == pytest.approx(0.3)
+    assert [r[VAL_METRIC] for r in rows] == pytest.approx([0.1, 0.2, 0.3])
+    assert run["summary"][VAL_METRIC] == pytest.approx(0.3)
 
 
 def test_one_probe_run_per_row_with_metrics_tags_and_table(written: dict[str, Any]) -> None:
@@ -144,21 +148,20 @@ def test_no_api_key_anywhere_and_no_network(written: dict[str, Any]) -> None:
 
 def test_rank_nonzero_and_disabled_write_nothing(tmp_path: Path, monkeypatch) -> None:
     _env(monkeypatch, tmp_path)
-    kw = dict(
-        job_type="pretrain", name="x", run_id="x", dir=tmp_path / "r", dataset="d", group=None
-    )
-    tracker = tracking.start_run(_cfg(), rank=1, **kw)
+    info = tracking.RunInfo(job_type="pretrain", name="x", run_id="x", dir=tmp_path / "r",
+                            dataset="d")  # fmt: skip
+    tracker = tracking.start_run(_cfg(), info, rank=1)
     assert isinstance(tracker, tracking.NullTracker)
     tracker.log({"loss": 1.0}, step=1)
     tracker.finish()
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    assert isinstance(tracking.start_run(_cfg(), **kw), tracking.NullTracker)
+    assert isinstance(tracking.start_run(_cfg(), info), tracking.NullTracker)
     rows = _rows()
     ids = tracking.log_probe_rows(_cfg(), rows, dir=tmp_path / "r", group="g", dataset="d",
                                   label_names=LABELS, git_sha=None)  # fmt: skip
     assert ids == [] and not (tmp_path / "r").exists()
     monkeypatch.delenv("WANDB_MODE")
-    assert isinstance(tracking.start_run(_cfg(wandb="disabled"), **kw), tracking.NullTracker)
+    assert isinstance(tracking.start_run(_cfg(wandb="disabled"), info), tracking.NullTracker)
 
 
 def test_mode_resolution_and_errors(monkeypatch) -> None:
@@ -177,8 +180,7 @@ def test_a_secret_in_the_config_is_refused(tmp_path: Path, monkeypatch) -> None:
     _env(monkeypatch, tmp_path)
     cfg = build_config({"data": {"cache_dir": f"/tmp/{FAKE_KEY}"}})
     with pytest.raises(ConfigError, match=r"\$WANDB_API_KEY"):
-        tracking.start_run(cfg, job_type="pretrain", name="x", run_id="x", dir=tmp_path,
-                           dataset="d", group=None, git_sha="s")  # fmt: skip
+        tracking.start_run(cfg, tracking.RunInfo("pretrain", "x", "x", tmp_path, "d", git_sha="s"))
     assert not (tmp_path / "wandb").exists()
 
 
@@ -207,8 +209,7 @@ def test_the_api_key_can_come_from_a_file(tmp_path: Path, monkeypatch) -> None:
     assert "WANDB_API_KEY" not in __import__("os").environ  # never put where children inherit
     cfg = build_config({"data": {"cache_dir": f"/tmp/{FAKE_KEY}"}})
     with pytest.raises(ConfigError, match=r"holds the value of the file \$WANDB_API_KEY_FILE"):
-        tracking.start_run(cfg, job_type="pretrain", name="x", run_id="x", dir=tmp_path,
-                           dataset="d", group=None, git_sha="s")  # fmt: skip
+        tracking.start_run(cfg, tracking.RunInfo("pretrain", "x", "x", tmp_path, "d", git_sha="s"))
     key_file.write_text("\n")
     with pytest.raises(ConfigError, match=r"WANDB_API_KEY_FILE='.*wandb_api_key' is empty"):
         tracking.api_key_from_file()

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from mfclr.augment.filters import RandomFilter
 from mfclr.augment.pitch import RandomPitchShift
 from mfclr.config import AudioAugConfig, GainAug, NoiseAug
+from mfclr.encoders.frontends import check_waveforms
 
 
 def _uniform(lo: float, hi: float, n: int, x: Tensor, g: torch.Generator | None) -> Tensor:
@@ -22,13 +23,6 @@ def _uniform(lo: float, hi: float, n: int, x: Tensor, g: torch.Generator | None)
 
 def _mask(p: float, x: Tensor, g: torch.Generator | None) -> Tensor:
     return torch.rand(x.shape[0], device=x.device, generator=g) < p
-
-
-def check_waveforms(x: Tensor) -> None:
-    """Raise ValueError unless x is a (B, T) floating-point batch of waveforms."""
-    if not isinstance(x, Tensor) or x.ndim != 2 or not x.is_floating_point():
-        got = f"{tuple(x.shape)} {x.dtype}" if isinstance(x, Tensor) else type(x).__name__
-        raise ValueError(f"augment expects a (batch, samples) float tensor of waveforms; got {got}")
 
 
 class AddNoise(nn.Module):

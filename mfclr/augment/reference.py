@@ -31,9 +31,10 @@ from audiomentations import (
 from numpy.typing import NDArray
 from torch import Tensor, nn
 
-from mfclr.augment.audio import AudioChain, check_waveforms
+from mfclr.augment.audio import AudioChain
 from mfclr.augment.spectrogram import SpectrogramChain
 from mfclr.config import AudioAugConfig, Config
+from mfclr.encoders.frontends import check_waveforms
 
 _TRANSFORMS = ("noise", "gain", "filter", "pitch")
 

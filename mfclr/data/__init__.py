@@ -13,8 +13,8 @@ from mfclr.data.audio_io import AUDIO_EXTENSIONS, DecodedAudio, read_audio, writ
 from mfclr.data.cache import load_dataset, prepare_dataset
 from mfclr.data.clips import PairDataset, chunk_starts, iter_track_chunks, make_loader
 from mfclr.data.embedded import generate_embedded
-from mfclr.data.genres import GENRES
 from mfclr.data.store import PreparedDataset, Split
+from mfclr.data.synthetic import GENRES
 
 __all__ = [
     "AUDIO_EXTENSIONS",

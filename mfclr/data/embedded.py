@@ -19,11 +19,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from mfclr.config import EmbeddedData
+from mfclr.config import SPLITS, EmbeddedData
 from mfclr.data.audio_io import write_audio
-from mfclr.data.compose import render_clip
-from mfclr.data.genres import GENRES
-from mfclr.data.listing import SPLITS, stratified_split, write_split_files
+from mfclr.data.listing import stratified_split, write_split_files
+from mfclr.data.synthetic import GENRES, render_clip
 from mfclr.errors import DataError
 from mfclr.io import check_writable_dir, fsync_dir, storage_error, temp_name
 from mfclr.progress import enabled as progress_enabled

@@ -22,10 +22,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from mfclr.config import DatasetSpec
+from mfclr.config import SPLITS, DatasetSpec
 from mfclr.data.audio_io import AUDIO_EXTENSIONS
 from mfclr.data.listing import (
-    SPLITS,
     SkippedFile,
     Track,
     TrackList,

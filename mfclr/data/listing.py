@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from mfclr.config import SPLITS
 from mfclr.errors import DataError
 
 log = logging.getLogger(__name__)
 
-SPLITS: tuple[str, ...] = ("train", "valid", "test")
 # Individual warnings per listing before switching to a count, so a half-copied dataset does
 # not bury the log; every name is still kept in TrackList.skipped.
 MAX_NAMED_WARNINGS = 10

@@ -1,13 +1,46 @@
-"""What `mfclr data prepare` / `mfclr data info` print about a prepared dataset: where it is,
-where its split came from, what decoding did, and (info) tracks per class and split as a table."""
+"""`prepare`: decode and cache the datasets once (`mfclr data`, `mfclr run`, a sweep) and
+summarise them; what `mfclr data prepare` / `mfclr data info` print about a prepared dataset:
+where it is, where its split came from, what decoding did, and (info) tracks per class and split
+as a table."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from mfclr.data.cache import summary_counts
+from mfclr.config import Config
+from mfclr.data.cache import load_dataset, summary_counts
+from mfclr.data.store import PreparedDataset
 
 MAX_NAMED = 20  # files listed by name before a count
+
+
+def class_counts(data: PreparedDataset) -> dict[str, dict[str, int]]:
+    """class name -> split -> tracks of a PreparedDataset (unlabelled: one row, "(unlabelled)")."""
+    names = data.label_names or ["(unlabelled)"]
+    counts = {name: dict.fromkeys(data.splits, 0) for name in names}
+    for split, sp in data.splits.items():
+        for label in sp.labels:
+            counts[names[max(int(label), 0)]][split] += 1
+    return counts
+
+
+def prepare(cfg: Config) -> dict[str, Any]:
+    """Decode and cache the probe (and, if separate, the pretraining) dataset; return a summary
+    per role: name, cache, classes, tracks per split, class_counts, stats."""
+    summary = {}
+    for role in ("probe", "pretrain"):
+        if role == "pretrain" and cfg.data.pretrain is None:
+            continue
+        data = load_dataset(cfg.data, role)
+        summary[role] = {
+            "name": data.name,
+            "cache": str(data.cache_path),
+            "classes": data.label_names,
+            "tracks": {s: len(sp) for s, sp in data.splits.items()},
+            "class_counts": class_counts(data),
+            "stats": data.stats,
+        }
+    return summary
 
 
 def count_table(counts: dict[str, dict[str, int]]) -> str:
@@ -30,7 +63,7 @@ def count_table(counts: dict[str, dict[str, int]]) -> str:
 
 
 def format_summary(role: str, info: dict[str, Any], detailed: bool = False) -> str:
-    """The lines for one dataset of `mfclr.pipeline.prepare`'s summary (`role`: probe/pretrain);
+    """The lines for one dataset of `prepare`'s summary (`role`: probe/pretrain);
     `detailed` adds the class x split table and the files skipped or scaled down, by name."""
     st = info["stats"]
     tracks = ", ".join(f"{s} {n}" for s, n in info["tracks"].items())

@@ -16,7 +16,6 @@ from mfclr.probe.fusion import (
     check_features,
     get_fusion,
     register_fusion,
-    single,
 )
 from mfclr.probe.metrics import classification_metrics
 
@@ -36,5 +35,4 @@ __all__ = [
     "load_embeddings",
     "register_fusion",
     "save_embeddings",
-    "single",
 ]

@@ -18,7 +18,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from mfclr.errors import DataError
+from mfclr.config import SPLITS, Config
+from mfclr.data.clips import iter_track_chunks
+from mfclr.data.store import PreparedDataset
+from mfclr.encoders.frozen import FrozenEncoder
+from mfclr.errors import CheckpointError, DataError
 from mfclr.io import atomic_write_with
 from mfclr.progress import enabled as progress_enabled
 
@@ -237,3 +241,34 @@ def load_embeddings(path: str | Path) -> EmbeddingFile:
         track_ids={k: [str(t) for t in v] for k, v in parts["track_ids"].items()},
         meta=header["meta"],
     )
+
+
+def embed_splits(
+    frozen: FrozenEncoder,
+    data: PreparedDataset,
+    cfg: Config,
+    device: torch.device,
+    *,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """Track-level embeddings (split -> (n_tracks, D)) of every split of the probe dataset."""
+    if frozen.sample_rate != data.sample_rate:
+        raise CheckpointError(
+            f"encoder '{frozen.source}' was trained at {frozen.sample_rate} Hz but the probe data "
+            f"is at {data.sample_rate} Hz; set data.sample_rate={frozen.sample_rate}"
+        )
+    encoder, frontend = frozen.encoder.to(device), frozen.frontend.to(device)
+    out = {}
+    for split in SPLITS:
+        sp = data.splits[split]
+        chunks = iter_track_chunks(sp, frozen.crop_samples, cfg.train.max_eval_chunks)
+        out[split] = embed_tracks(
+            encoder,
+            frontend,
+            chunks,
+            len(sp),
+            device=device,
+            batch_size=cfg.train.batch_size,
+            progress=progress,
+        )
+    return out

@@ -22,25 +22,12 @@ from torch import nn
 
 from mfclr.config import ProbeConfig
 from mfclr.errors import ConfigError, DataError
-
-HEADS: tuple[str, ...] = ("linear", "mlp")
+from mfclr.heads import ProbeHead
 
 
 def make_head(kind: str, in_dim: int, n_classes: int, hidden_dim: int) -> nn.Module:
-    """A probe head (n, in_dim) -> (n, n_classes) logits: `mfclr.heads.ProbeHead` when it exists;
-    until then an identical private stand-in."""
-    if kind not in HEADS:
-        raise ConfigError(f"unknown probe head '{kind}'; choose one of {', '.join(HEADS)}")
-    try:
-        from mfclr.heads import ProbeHead
-    except ModuleNotFoundError as err:
-        if err.name != "mfclr.heads":
-            raise
-    else:
-        return ProbeHead(kind, in_dim, n_classes, hidden_dim=hidden_dim)
-    if kind == "linear":
-        return nn.Linear(in_dim, n_classes)
-    return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, n_classes))
+    """A probe head (n, in_dim) -> (n, n_classes) logits (`mfclr.heads.ProbeHead`)."""
+    return ProbeHead(kind, in_dim, n_classes, hidden_dim=hidden_dim)
 
 
 # ----------------------------------------------------------------------------- standardisation
@@ -242,22 +229,19 @@ def fit_model(
     valid_x: np.ndarray,
     valid_y: np.ndarray,
     *,
-    build: Callable[[int], nn.Module],
+    build: Callable[[], nn.Module],
     n_classes: int,
     cfg: ProbeConfig,
     device: str | torch.device = "cpu",
 ) -> FittedProbe:
     """Check the splits, standardise with train statistics, then `fit_grid` the model that
-    `build(D)` makes for (n, D) standardised inputs -> (n, n_classes) logits."""
+    `build()` makes for (n, D) standardised inputs -> (n, n_classes) logits."""
     _check_split(train_x, train_y, "train", n_classes)
     _check_split(valid_x, valid_y, "valid", n_classes)
     if valid_x.shape[1] != train_x.shape[1]:
         raise DataError(f"valid features have {valid_x.shape[1]} dims, train {train_x.shape[1]}")
     std = Standardizer.fit(train_x)
-    dim = int(train_x.shape[1])
-    model, info = fit_grid(
-        (std(train_x), train_y), (std(valid_x), valid_y), lambda: build(dim), cfg, device
-    )
+    model, info = fit_grid((std(train_x), train_y), (std(valid_x), valid_y), build, cfg, device)
     return FittedProbe(model=model, standardizer=std, info=info)
 
 
@@ -277,7 +261,7 @@ def fit_probe(
     Labels are int class indices in [0, n_classes). Deterministic for a given cfg.seed; the
     global torch RNG state is left untouched.
     """
-    build = lambda dim: make_head(head, dim, n_classes, cfg.hidden_dim)
+    build = lambda: make_head(head, int(train_x.shape[1]), n_classes, cfg.hidden_dim)
     probe = fit_model(
         train_x, train_y, valid_x, valid_y, build=build, n_classes=n_classes, cfg=cfg, device=device
     )

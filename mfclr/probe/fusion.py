@@ -29,13 +29,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from mfclr.config import ProbeConfig
+from mfclr.config import SPLITS, ProbeConfig
 from mfclr.errors import ConfigError, DataError
 from mfclr.probe.fit import FittedProbe, fit_model, fit_probe, make_head
 
 Features = dict[str, dict[str, np.ndarray]]
 Labels = dict[str, np.ndarray]
-SPLITS: tuple[str, ...] = ("train", "valid", "test")
 # Step of the simplex grid the `weighted` fusion searches (0.1: 11 points for 2 formats).
 WEIGHT_STEP = 0.1
 
@@ -174,24 +173,6 @@ def concat(
         "probe": probe.info,
     }
     return FusionResult(probs=probe.predict_proba(x["test"]), info=info)
-
-
-def single(
-    features: Features,
-    labels: Labels,
-    fmt: str,
-    head: str,
-    cfg: ProbeConfig,
-    n_classes: int,
-    *,
-    device: str = "cpu",
-) -> FusionResult:
-    """The probe on one format's embeddings alone (the single-format rows of a results table)."""
-    if fmt not in features:
-        raise DataError(f"no embeddings for format '{fmt}'; have {', '.join(sorted(features))}")
-    result = concat({fmt: features[fmt]}, labels, head, cfg, n_classes, device=device)
-    result.info["fusion"] = "single"
-    return result
 
 
 def _per_format(
@@ -346,7 +327,7 @@ def gated(
     dims = [int(features[f]["train"].shape[1]) for f in formats]
     x = {s: np.concatenate([features[f][s] for f in formats], axis=1) for s in SPLITS}
 
-    def build(dim: int) -> nn.Module:
+    def build() -> nn.Module:
         return GatedFusion(dims, n_classes, head, cfg.hidden_dim, cfg.hidden_dim)
 
     probe = fit_model(

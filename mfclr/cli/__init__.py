@@ -1,0 +1,45 @@
+"""`mfclr ...`: parse (parser.py), dispatch (commands.py). Errors the user can fix print one
+line and exit 2."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from mfclr.cli.commands import COMMANDS
+from mfclr.cli.parser import build_parser
+from mfclr.errors import MfclrError
+from mfclr.progress import set_quiet
+
+__all__ = ["build_parser", "main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    set_quiet(args.quiet)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname).1s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        COMMANDS[args.command](args)
+    except (MfclrError, FloatingPointError) as err:  # the loop's NaN loss is the user's to fix
+        print(f"mfclr: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a filesystem failure no check caught: still one line
+        where = f" '{err.filename}'" if err.filename else ""
+        print(
+            f"mfclr: error: {err.strerror or err}{where}; check the path, its permissions and "
+            "the free space",
+            file=sys.stderr,
+        )
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "mfclr: interrupted; checkpoints written so far are intact; "
+            "run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
+    return 0

@@ -1,0 +1,209 @@
+"""What each `mfclr` command does, given its parsed arguments. The heavy modules (torch, Ray)
+are imported inside the command that needs them, so `mfclr --help` and `mfclr config` start
+fast; nothing here computes anything itself."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mfclr.config import DATASET_KINDS, SPLITS, Config, load_config
+from mfclr.errors import ConfigError
+from mfclr.io import check_writable_dir, clean_stale_temps
+from mfclr.report.markdown import results_table
+
+
+def _config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Config:
+    overrides = list(args.overrides)
+    if args.strict:
+        overrides.append("data.strict=true")
+    cfg = load_config(args.config, args.preset, overrides or None)
+    return cfg.with_overrides(extra) if extra else cfg
+
+
+def _print_table(result: dict[str, Any]) -> None:
+    print(
+        f"\nTest split of {result['dataset']}: {result['test_tracks']} tracks, "
+        f"{len(result['label_names'])} classes\n"
+    )
+    print(results_table(result["rows"]))
+
+
+def _cmd_run(args: argparse.Namespace) -> None:
+    from mfclr.run import run_seeds
+
+    cfg = _config(args)
+    check_writable_dir(args.out, "--out")
+    result = run_seeds(cfg, args.out, args.formats, args.seeds, fresh=args.fresh,
+                       progress=not args.quiet, override_resume=args.override_resume)  # fmt: skip
+    _print_table(result)
+    print(f"\ncheckpoints: {args.out / 'pretrain'}/<format>/ (encoder.pt, checkpoints/last.pt)")
+    print(f"embeddings:  {result['embeddings']}")
+    print(f"results:     {result['results_json']}  {result['results_md']}")
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> None:
+    if args.workers == 0:
+        if args.use_gpu or args.storage:
+            raise ConfigError("--use-gpu and --storage need Ray Train workers; add --workers N")
+        from mfclr.train.local import pretrain_local
+
+        cfg = _config(args)
+        check_writable_dir(args.out, "--out")
+        paths = pretrain_local(cfg, args.format, args.out, resume=not args.fresh,
+                               progress=not args.quiet,
+                               override_resume=args.override_resume)  # fmt: skip
+        for fmt, path in paths.items():
+            print(f"{fmt} encoder: {path}")
+        return
+    if args.fresh and args.out.exists():
+        raise ConfigError(f"--fresh with --workers: remove '{args.out}' or choose another --out")
+    if args.override_resume:
+        raise ConfigError("--override-resume applies to local runs; drop it or --workers")
+    ray_over: dict[str, Any] = {"ray.workers": args.workers}
+    if args.max_failures is not None:
+        ray_over["ray.max_failures"] = args.max_failures
+    cfg = _config(args, ray_over)
+    out = check_writable_dir(args.out, "--out").resolve()
+    if args.storage and "://" not in args.storage:
+        check_writable_dir(Path(args.storage), "--storage")
+    from mfclr.train.ray import TrainRun, export_encoder, launch
+
+    run = TrainRun(storage_path=args.storage or str(out.parent), name=out.name,
+                   use_gpu=True if args.use_gpu else None, tracking_dir=str(out),
+                   group=out.name)  # fmt: skip
+    result = launch(cfg, args.format, run)
+    print(f"run: {result.path}  ({result.metrics.get('epochs_done')} epochs)")
+    print(f"encoder: {export_encoder(result, args.format)}")
+
+
+def _cmd_sweep(args: argparse.Namespace) -> None:
+    from mfclr.tune.spec import load_sweep
+
+    spec, base = load_sweep(args.file, args.overrides)
+    if args.check:
+        print(
+            f"sweep file '{args.file}' is valid: {spec.name}, formats {spec.formats}, "
+            f"{spec.budget.trials} trials x {spec.budget.epochs} epochs per format"
+        )
+        return
+    # Before Ray starts: a local storage root below a file fails deep inside pyarrow otherwise.
+    out = check_writable_dir(args.out / spec.name, "--out")
+    storage = args.storage or spec.storage
+    if storage and "://" not in storage:
+        what = "--storage" if args.storage else f"the storage: of '{args.file}'"
+        check_writable_dir(Path(storage), what)
+    for folder in (out, out / "best"):
+        clean_stale_temps(folder)
+    from mfclr.tune.search import SweepInterrupted
+    from mfclr.tune.sweep import print_summary, run_sweep
+
+    try:
+        result = run_sweep(
+            spec,
+            base,
+            args.out,
+            storage=args.storage,
+            resume=args.resume,
+            verbose=0 if args.quiet else 1,
+        )
+    except (SweepInterrupted, KeyboardInterrupt) as err:
+        print(
+            f"mfclr: {err or 'sweep interrupted'}; continue with: mfclr sweep {args.file} --resume",
+            file=sys.stderr,
+        )
+        sys.exit(130)
+    print_summary(result)
+
+
+def _cmd_probe(args: argparse.Namespace) -> None:
+    from mfclr.encoders.frozen import load_frozen
+    from mfclr.report.stage import probe_and_report
+
+    extra: dict[str, Any] = {}
+    if args.fusion:
+        extra["probe.fusions"] = args.fusion
+    if args.head:
+        extra["probe.heads"] = args.head
+    cfg = _config(args, extra)
+    check_writable_dir(args.out, "--out")
+    for folder in (args.out, args.out / "embeddings"):
+        clean_stale_temps(folder)
+    encoders = {}
+    for fmt, path in args.encoder:
+        frozen = load_frozen(path, fmt)
+        if frozen.fmt in encoders:
+            raise ConfigError(f"two encoders for format '{frozen.fmt}'; pass one per format")
+        encoders[frozen.fmt] = frozen
+    checkpoints = {f: e.source for f, e in encoders.items()}
+    result = probe_and_report(cfg, encoders, args.out, facts={"checkpoints": checkpoints})
+    _print_table(result)
+    print(f"\nresults: {result['results_json']}  {result['results_md']}")
+
+
+def _cmd_embed(args: argparse.Namespace) -> None:
+    import torch
+
+    from mfclr.data import load_dataset
+    from mfclr.encoders.frozen import load_frozen
+    from mfclr.probe.embed import embed_splits, save_embeddings
+
+    cfg = _config(args)
+    if args.out.is_dir():
+        raise ConfigError(
+            f"--out '{args.out}' is a folder; embed writes one .npz file: "
+            f"pass a file path such as {args.out / 'embeddings.npz'}"
+        )
+    check_writable_dir(args.out.parent, "the folder of --out")
+    fmt, path = args.encoder
+    frozen = load_frozen(path, fmt)
+    data = load_dataset(cfg.data, "probe")
+    feats = embed_splits(frozen, data, cfg, torch.device("cpu"))
+    save_embeddings(
+        args.out,
+        feats,
+        {s: data.splits[s].labels for s in SPLITS},
+        data.label_names,
+        {s: data.splits[s].track_ids for s in SPLITS},
+        {"format": frozen.fmt, "encoder": str(path)},
+    )
+    print(f"embeddings: {args.out} ({', '.join(f'{s} {v.shape}' for s, v in feats.items())})")
+
+
+def _cmd_data(args: argparse.Namespace) -> None:
+    from mfclr.data.summary import format_summary, prepare
+
+    for role, info in prepare(_config(args)).items():
+        print(format_summary(role, info, detailed=args.action == "info"))
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    from mfclr.report.document import REPORT_DIR, write_report
+
+    path = write_report(args.dir)
+    print(f"report: {path}  (plots in {path.parent / REPORT_DIR})")
+
+
+def _cmd_config(args: argparse.Namespace) -> None:
+    print(yaml.safe_dump(_config(args).to_dict(), sort_keys=False), end="")
+    # As YAML comments, so the output stays a valid config file.
+    print("# dataset kinds (data.probe.kind, data.pretrain.kind):")
+    width = max(map(len, DATASET_KINDS))
+    for kind, what in DATASET_KINDS.items():
+        print(f"#   {kind:<{width}}  {what}")
+
+
+COMMANDS = {
+    "run": _cmd_run,
+    "pretrain": _cmd_pretrain,
+    "sweep": _cmd_sweep,
+    "probe": _cmd_probe,
+    "embed": _cmd_embed,
+    "data": _cmd_data,
+    "config": _cmd_config,
+    "report": _cmd_report,
+}

@@ -1,0 +1,268 @@
+"""The argument parser of `mfclr`: one function per command group."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import NoReturn
+
+from mfclr.config import (
+    FORMATS,
+    FUSION_NAMES,
+    HEAD_NAMES,
+    PRETRAIN_FORMATS,
+    preset_names,
+)
+
+# What `mfclr --help` opens with: what the tool does, for someone who has not read the code.
+DESCRIPTION = """\
+Multi-format contrastive learning of music representations: pretrain an audio encoder
+(SampleCNN on the waveform) and a spectrogram encoder (ResNet-18 on a mel spectrogram) with
+SimCLR-style contrastive learning, then probe the frozen embeddings, alone and fused, for genre
+classification (accuracy, macro mAP, per-class AP on the test split), next to a random-init
+control. Runs locally, as Ray Train workers, or as Ray Tune + Optuna sweeps.
+"""
+EPILOG = """\
+examples:
+  mfclr run --preset demo --out runs/demo      pretrain both formats, probe, print the table
+  mfclr data info --preset demo                tracks per class and split, what was skipped
+  mfclr report runs/demo                       report.md with plots of a finished run
+  mfclr config show --preset demo              every setting, with its default
+
+Run `mfclr COMMAND --help` for one command's options.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line, naming the fix."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", help=f"a built-in preset: {', '.join(preset_names())}")
+    p.add_argument("--config", type=Path, help="a YAML config file (overrides the preset)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key, e.g. --set train.epochs=5 (repeatable)",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop on a missing or corrupt audio file instead of skipping it",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _override_resume(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--override-resume",
+        action="store_true",
+        help="resume even though hyperparameters differ from the checkpoint's; the changes "
+        "are recorded in run.json",
+    )
+
+
+def _formats(text: str) -> list[str]:
+    items = [f.strip() for f in text.split(",") if f.strip()]
+    bad = [f for f in items if f not in PRETRAIN_FORMATS]
+    if bad or not items:
+        raise argparse.ArgumentTypeError(
+            f"unknown format {bad[0] if bad else text!r}; choose from {', '.join(PRETRAIN_FORMATS)}"
+        )
+    return items
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got '{text}'")
+    return value
+
+
+def _encoder_arg(text: str) -> tuple[str | None, Path]:
+    fmt, sep, path = text.partition("=")
+    if sep and fmt in FORMATS:
+        return fmt, Path(path)
+    if sep:
+        raise argparse.ArgumentTypeError(f"unknown format '{fmt}' in '{text}'; use audio=PATH")
+    return None, Path(text)
+
+
+Subparsers = argparse._SubParsersAction
+
+
+def _add_config_and_data(sub: Subparsers) -> None:
+    cfg = sub.add_parser("config", help="show the resolved config").add_subparsers(
+        dest="action", required=True, parser_class=_Parser
+    )
+    _common(cfg.add_parser("show", help="print the resolved config as YAML"))
+
+    data = sub.add_parser("data", help="prepare or inspect datasets").add_subparsers(
+        dest="action", required=True, parser_class=_Parser
+    )
+    _common(data.add_parser("prepare", help="decode and cache the datasets once"))
+    _common(data.add_parser("info", help="tracks per split and class, cache location"))
+
+
+def _add_pretrain(sub: Subparsers) -> None:
+    p = sub.add_parser("pretrain", help="contrastive pretraining of one format")
+    p.add_argument(
+        "--format",
+        required=True,
+        choices=PRETRAIN_FORMATS,
+        help="cross = both encoders at once, a track's two formats as the pair",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="the run folder: config.yaml, checkpoints/last.pt, encoder.pt (rerun to resume)",
+    )
+    p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    _override_resume(p)
+    p.add_argument(
+        "--workers",
+        type=_non_negative,
+        default=0,
+        help="Ray Train data-parallel workers (0: a plain local run, no Ray)",
+    )
+    p.add_argument("--use-gpu", action="store_true", help="one GPU per Ray Train worker")
+    p.add_argument(
+        "--storage",
+        help="Ray Train storage root (s3://... or a shared folder); default: the parent of --out",
+    )
+    p.add_argument(
+        "--max-failures",
+        type=_non_negative,
+        default=None,
+        help="worker-group restarts from the last checkpoint (Ray Train; default: "
+        "ray.max_failures of the config, 1)",
+    )
+    _common(p)
+
+
+def _add_sweep(sub: Subparsers) -> None:
+    p = sub.add_parser("sweep", help="Ray Tune + Optuna sweep per format, then the fused probe")
+    p.add_argument("file", type=Path, help="a sweep file, e.g. sweeps/smoke.yaml")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/sweeps"),
+        help="the sweep folder is OUT/<sweep name> (default runs/sweeps)",
+    )
+    p.add_argument(
+        "--storage",
+        help="shared storage root for Tune state and checkpoints "
+        "(s3://bucket/prefix or NFS); default: the sweep file's, else --out",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted sweep; finished trials are not run again",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a sweep key (budget.trials=1) or a config key (train.lr=0.001)",
+    )
+    p.add_argument("--check", action="store_true", help="validate the sweep file and exit")
+    p.add_argument("--quiet", action="store_true", help="less Tune output")
+
+
+def _add_embed_and_probe(sub: Subparsers) -> None:
+    p = sub.add_parser("embed", help="export track embeddings (with labels) of a frozen encoder")
+    p.add_argument("--encoder", required=True, type=_encoder_arg, help="encoder.pt or last.pt")
+    p.add_argument(
+        "--out", required=True, type=Path, help="the .npz file to write (not an existing folder)"
+    )
+    _common(p)
+
+    p = sub.add_parser("probe", help="probe frozen encoders: fusion x head variants")
+    p.add_argument(
+        "--encoder",
+        required=True,
+        action="append",
+        type=_encoder_arg,
+        metavar="FORMAT=PATH",
+        help="one per format, e.g. audio=runs/x/encoder.pt",
+    )
+    p.add_argument(
+        "--fusion",
+        action="append",
+        choices=FUSION_NAMES,
+        help=f"fusion strategy (repeatable): {', '.join(FUSION_NAMES)}",
+    )
+    p.add_argument("--head", action="append", choices=HEAD_NAMES, help="probe head (repeatable)")
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="the output folder: embeddings/*.npz, results.json, results.md",
+    )
+    _common(p)
+
+
+def _add_run_and_report(sub: Subparsers) -> None:
+    p = sub.add_parser("run", help="pretrain every format, then the probe table")
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="the run folder: pretrain/<format>/, embeddings/, results.json, results.md "
+        "(rerun to resume)",
+    )
+    p.add_argument(
+        "--formats",
+        type=_formats,
+        default=list(FORMATS),
+        help="comma-separated, default audio,spectrogram; add cross for cross-format pretraining",
+    )
+    p.add_argument("--fresh", action="store_true", help="retrain even if checkpoints exist")
+    p.add_argument(
+        "--seeds",
+        type=_positive,
+        default=1,
+        help="repeat pretraining with N seeds (train.seed, +1, ...) into OUT/seed-<s>/ and "
+        "report mean ± std over them",
+    )
+    _override_resume(p)
+    _common(p)
+
+    p = sub.add_parser("report", help="report.md with PNG plots of a finished run or sweep")
+    p.add_argument(
+        "dir", type=Path, help="a run folder (the --out of `mfclr run`) or a sweep folder"
+    )
+    p.add_argument("--quiet", action="store_true", help="no log lines")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="mfclr",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in (_add_config_and_data, _add_pretrain, _add_sweep, _add_embed_and_probe,
+                _add_run_and_report):  # fmt: skip
+        add(sub)
+    return parser

@@ -1,0 +1,340 @@
+"""The sections of the one typed configuration (`mfclr.config.Config`): data, augmentation, mel,
+models, training, probe, Ray resources, tracking; the names the config checks against. Each
+section is frozen, strict and validated on construction. No torch, no Ray.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Format = Literal["audio", "spectrogram"]
+PretrainFormat = Literal["audio", "spectrogram", "cross"]
+FORMATS: tuple[str, ...] = ("audio", "spectrogram")
+# Cross-format pretraining: both encoders at once, the two formats of a track as the positive pair.
+CROSS = "cross"
+PRETRAIN_FORMATS: tuple[str, ...] = (*FORMATS, CROSS)
+PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"
+# Encoder-set names a compare variant may not take (they name rows already).
+RESERVED_SET_NAMES: tuple[str, ...] = ("trained", "random", "random_init", CROSS, *FORMATS)
+# Variants share the encoders' architecture (so the random-init controls fit them too), the
+# probe data and the inputs.
+COMPARE_PREFIXES: tuple[str, ...] = ("train.", "augment.", "model.projector")
+# The fusion strategies of mfclr/probe/fusion.py's registry (a test keeps the two equal): the
+# config checks names here, without importing torch.
+FUSION_NAMES: tuple[str, ...] = ("concat", "average", "weighted", "gated")
+HEAD_NAMES: tuple[str, ...] = ("linear", "mlp")  # probe-head kinds (mfclr/heads.py ProbeHead)
+# The dataset splits, in order: probes fit on train, choose settings on valid, report on test.
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads `1e-3` as a float (YAML 1.2 rules; 1.1 makes it a string)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def yaml_load(text: str) -> Any:
+    """Parse YAML text with mfclr's loader."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+class _Section(BaseModel):
+    # strict: "0.5" is not a float and 1.0 is not an int; YAML already gives real types.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+def _check_range(lo: float, hi: float, name: str) -> None:
+    if lo > hi:
+        raise ValueError(f"{name}: min ({lo}) is above max ({hi}); swap them")
+
+
+# ----------------------------------------------------------------------------- data
+
+
+class EmbeddedData(_Section):
+    """The synthetic genre dataset the project generates itself (no download)."""
+
+    n_classes: int = Field(8, ge=2, le=10)
+    clips_per_class: int = Field(40, ge=3)
+    seconds: float = Field(10.0, gt=0, le=120)
+    seed: int = 0
+
+
+# The dataset kinds (`data.probe.kind`, `data.pretrain.kind`) and what each reads.
+DATASET_KINDS: dict[str, str] = {
+    "embedded": "synthetic genres generated from a seed into data.cache_dir (no download)",
+    "gtzan": "a local GTZAN copy (root holds genres/ or genres_original/), fault-filtered split",
+    "folder": "labelled: <root>/<class>/*.wav or <root>/genres/<class>/*.wav, split files in "
+    "<root>/splits/ or beside the classes (else a stratified split)",
+    "unlabelled": "any audio below root, pretraining only",
+}
+
+
+class DatasetSpec(_Section):
+    """Where one dataset comes from; `kind` is one of DATASET_KINDS."""
+
+    kind: Literal["embedded", "gtzan", "folder", "unlabelled"] = "embedded"
+    root: str | None = None
+    # kind folder: the folder of train.txt/valid.txt/test.txt (relative to root, or absolute).
+    # Unset: <root>/splits/ or <root> itself, whichever holds them (else a stratified split).
+    splits: str | None = None
+    embedded: EmbeddedData = EmbeddedData()
+    # Labelled folders without split files get a seeded stratified split with these fractions.
+    valid_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    test_fraction: float = Field(0.3, ge=0.0, lt=1.0)
+    split_seed: int = 0
+
+    @model_validator(mode="after")
+    def _root_needed(self) -> DatasetSpec:
+        if self.kind != "embedded" and not self.root:
+            raise ValueError(f"dataset kind '{self.kind}' needs a root folder; set its root")
+        if self.splits is not None and self.kind != "folder":
+            raise ValueError(f"splits applies to kind 'folder' only, not '{self.kind}'; unset it")
+        if self.valid_fraction + self.test_fraction >= 1.0:
+            raise ValueError("valid_fraction + test_fraction must leave room for a train split")
+        return self
+
+
+class DataConfig(_Section):
+    sample_rate: int = Field(22050, ge=8000, le=48000)
+    clip_seconds: float = Field(5.0, gt=0, le=60)
+    # The probe dataset (labelled). Pretraining uses its train split unless `pretrain` is set.
+    probe: DatasetSpec = DatasetSpec()
+    pretrain: DatasetSpec | None = None
+    cache_dir: str = "data_cache"
+    # strict: a missing/corrupt/mismatched file stops the run instead of being skipped.
+    strict: bool = False
+    short_clips: Literal["pad", "reject"] = "pad"
+    loader_workers: int = Field(0, ge=0, le=64)
+
+    @property
+    def crop_samples(self) -> int:
+        return round(self.sample_rate * self.clip_seconds)
+
+
+# ----------------------------------------------------------------------------- augmentation
+
+
+class NoiseAug(_Section):
+    """White Gaussian noise at a random SNR (dB)."""
+
+    p: float = Field(0.8, ge=0.0, le=1.0)
+    min_snr_db: float = 10.0
+    max_snr_db: float = 40.0
+
+    @model_validator(mode="after")
+    def _range(self) -> NoiseAug:
+        _check_range(self.min_snr_db, self.max_snr_db, "snr_db")
+        return self
+
+
+class GainAug(_Section):
+    p: float = Field(0.5, ge=0.0, le=1.0)
+    min_db: float = -6.0
+    max_db: float = 0.0
+
+    @model_validator(mode="after")
+    def _range(self) -> GainAug:
+        _check_range(self.min_db, self.max_db, "gain")
+        return self
+
+
+class FilterAug(_Section):
+    """One random biquad per example: low-pass, high-pass or band-pass."""
+
+    p: float = Field(0.8, ge=0.0, le=1.0)
+    min_lowpass_hz: float = Field(2200.0, gt=0)
+    max_lowpass_hz: float = Field(4000.0, gt=0)
+    min_highpass_hz: float = Field(200.0, gt=0)
+    max_highpass_hz: float = Field(1200.0, gt=0)
+    min_bandpass_hz: float = Field(200.0, gt=0)
+    max_bandpass_hz: float = Field(4000.0, gt=0)
+    min_bandwidth_fraction: float = Field(0.5, gt=0)
+    max_bandwidth_fraction: float = Field(1.99, gt=0)
+
+    @model_validator(mode="after")
+    def _range(self) -> FilterAug:
+        _check_range(self.min_lowpass_hz, self.max_lowpass_hz, "lowpass_hz")
+        _check_range(self.min_highpass_hz, self.max_highpass_hz, "highpass_hz")
+        _check_range(self.min_bandpass_hz, self.max_bandpass_hz, "bandpass_hz")
+        _check_range(self.min_bandwidth_fraction, self.max_bandwidth_fraction, "bandwidth_fraction")
+        return self
+
+
+class PitchAug(_Section):
+    """Pitch shift by a whole number of semitones in [-semitones, +semitones], tempo unchanged."""
+
+    p: float = Field(0.6, ge=0.0, le=1.0)
+    semitones: int = Field(5, ge=0, le=12)
+
+
+class AudioAugConfig(_Section):
+    backend: Literal["torch", "audiomentations"] = "torch"
+    noise: NoiseAug = NoiseAug()
+    gain: GainAug = GainAug()
+    filter: FilterAug = FilterAug()
+    pitch: PitchAug = PitchAug()
+
+
+class MaskAug(_Section):
+    """A mask of random width in [0, size] at a random position, applied with probability p."""
+
+    p: float = Field(0.8, ge=0.0, le=1.0)
+    size: int = Field(24, ge=0)
+
+
+class FreqShiftAug(_Section):
+    """Shift the mel spectrogram by a whole number of bins in [-max_bins, max_bins] (the
+    spectrogram's pitch shift: mel bins are near-logarithmic in frequency); vacated bins read
+    as the floor. Two crops of one clip share its key; this stops key being a free match."""
+
+    p: float = Field(0.0, ge=0.0, le=1.0)
+    max_bins: int = Field(0, ge=0)
+
+
+class SpectrogramAugConfig(_Section):
+    # Audio noise mixed into the waveform before the mel spectrogram.
+    noise: NoiseAug = NoiseAug(p=0.5, min_snr_db=10.0, max_snr_db=30.0)
+    freq_shift: FreqShiftAug = FreqShiftAug()
+    freq_mask: MaskAug = MaskAug(size=24)
+    time_mask: MaskAug = MaskAug(size=40)
+
+
+class AugmentConfig(_Section):
+    audio: AudioAugConfig = AudioAugConfig()
+    spectrogram: SpectrogramAugConfig = SpectrogramAugConfig()
+
+
+class MelConfig(_Section):
+    n_fft: int = Field(2048, ge=16)
+    hop_length: int = Field(512, ge=1)
+    n_mels: int = Field(128, ge=8)
+    f_min: float = Field(0.0, ge=0.0)
+    f_max: float | None = None
+    top_db: float = Field(80.0, gt=0)
+
+
+# ----------------------------------------------------------------------------- models
+
+
+class SampleCNNConfig(_Section):
+    # Stem + 9 blocks; the last width is the representation size (512 in the paper).
+    channels: list[int] = [128, 128, 128, 256, 256, 256, 256, 256, 256, 512]
+
+    @model_validator(mode="after")
+    def _ten(self) -> SampleCNNConfig:
+        if len(self.channels) != 10 or min(self.channels) < 1:
+            raise ValueError("samplecnn.channels needs 10 positive widths (stem + 9 blocks)")
+        return self
+
+
+class ResNetConfig(_Section):
+    # torchvision's ResNet-18 is [2, 2, 2, 2]; fewer blocks make tests fast. Output is 512-d.
+    blocks: list[int] = [2, 2, 2, 2]
+
+    @model_validator(mode="after")
+    def _four(self) -> ResNetConfig:
+        if len(self.blocks) != 4 or min(self.blocks) < 1:
+            raise ValueError("resnet.blocks needs 4 positive block counts")
+        return self
+
+
+class ModelConfig(_Section):
+    samplecnn: SampleCNNConfig = SampleCNNConfig()
+    resnet: ResNetConfig = ResNetConfig()
+    projector_hidden: int = Field(512, ge=1)
+    projector_dim: int = Field(128, ge=1)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(48, ge=2)
+    lr: float = Field(3e-4, gt=0)
+    # Learning-rate schedule over all optimiser steps: linear warm-up for `warmup_steps`, then
+    # constant or a cosine decay to zero at the last step (`schedule`).
+    schedule: Literal["constant", "cosine"] = "constant"
+    warmup_steps: int = Field(0, ge=0)
+    weight_decay: float = Field(1e-6, ge=0)
+    temperature: float = Field(0.5, gt=0)
+    # Weight of a VICReg-style variance/covariance term on the encoder output h, added to
+    # NT-Xent against dimensional collapse (0: NT-Xent alone, the paper's objective).
+    vc_weight: float = Field(0.0, ge=0)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16"] = "fp32"
+    compile: bool = False
+    # NT-Xent takes negatives from every data-parallel rank (Ray Train workers).
+    gather_negatives: bool = True
+    # Cap on optimizer steps per epoch (None: one pass over the train split).
+    max_steps_per_epoch: int | None = Field(None, ge=1)
+    # Validation metric every N epochs (0: off), on valid-split embeddings, never test:
+    # `knn` = cosine kNN accuracy against train embeddings; `probe` = accuracy of a quick probe
+    # with head `val_head` fitted on train embeddings. Tune's early stopping reads it.
+    eval_every: int = Field(1, ge=0)
+    val_metric: Literal["knn", "probe"] = "knn"
+    val_head: Literal["linear", "mlp"] = "linear"
+    knn_k: int = Field(10, ge=1)  # neighbours of the `knn` validation metric
+    # Clips longer than this many crops per track are embedded from at most this many chunks.
+    max_eval_chunks: int = Field(8, ge=1)
+
+
+class ProbeConfig(_Section):
+    fusions: list[str] = ["concat"]
+    heads: list[str] = ["linear", "mlp"]
+    hidden_dim: int = Field(512, ge=1)
+    # Probe settings are chosen on the valid split only, over this grid.
+    lrs: list[float] = [1e-3, 1e-2]
+    weight_decays: list[float] = [0.0, 1e-3]
+    max_epochs: int = Field(300, ge=1)
+    patience: int = Field(30, ge=1)
+    batch_size: int = Field(64, ge=1)
+    seed: int = 0
+    random_init_control: bool = True
+
+    @model_validator(mode="after")
+    def _known_names(self) -> ProbeConfig:
+        # Checked here, not when the probe runs: a typo must not cost a whole embedding pass.
+        for key, names, valid in (
+            ("fusions", self.fusions, FUSION_NAMES),
+            ("heads", self.heads, HEAD_NAMES),
+        ):
+            bad = [n for n in names if n not in valid]
+            if bad:
+                raise ValueError(
+                    f"unknown {key[:-1]} '{bad[0]}' in probe.{key}; choose from {', '.join(valid)}"
+                )
+        if not self.heads:  # no fusion is fine (single formats only); no head gives no row
+            raise ValueError(f"probe.heads is empty; list at least one of {', '.join(HEAD_NAMES)}")
+        return self
+
+
+class RayConfig(_Section):
+    """Resources of a Ray Train run (`mfclr pretrain --workers N`, each sweep trial)."""
+
+    workers: int = Field(1, ge=1)  # data-parallel Ray Train workers
+    cpus_per_worker: float = Field(1.0, gt=0)
+    # GPUs per worker when the run uses GPUs (train.device cuda, or auto on a cluster with
+    # GPUs); 0 keeps every worker on CPU.
+    gpus_per_worker: float = Field(1.0, ge=0)
+    max_failures: int = Field(1, ge=0)  # worker-group restarts (resume from the checkpoint)
+
+
+class TrackingConfig(_Section):
+    # offline writes W&B run files locally (`wandb sync` uploads them); WANDB_MODE overrides.
+    wandb: Literal["offline", "online", "disabled"] = "offline"
+    project: str = "mfclr"
+    entity: str | None = None
+    group: str | None = None

@@ -1,0 +1,200 @@
+"""The table of probe rows: frozen encoders in, one row per variant and head out.
+
+Each format's encoder embeds every track of the probe dataset (the mean over all of its chunks);
+the variants are single formats, every configured fusion, and a random-init control (the same
+architectures, untrained), each under every probe head. Probe settings are chosen on valid; the
+metrics are on test. `evaluate` returns the rows with the facts of the dataset they were
+computed on, so no caller loads the dataset again to describe them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mfclr.config import SPLITS, Config
+from mfclr.data import load_dataset
+from mfclr.data.store import PreparedDataset
+from mfclr.encoders.frozen import CONTROL, FrozenEncoder, random_frozen
+from mfclr.probe.embed import embed_splits, save_embeddings
+from mfclr.probe.fusion import get_fusion
+from mfclr.probe.metrics import classification_metrics
+from mfclr.probe.stats import accuracy_ci, paired_delta
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ProbeTable:
+    """The probe rows (plain dicts, see mfclr/report/results.py) and the dataset's facts:
+    dataset (name), test_tracks, label_names."""
+
+    rows: list[dict[str, Any]]
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+def dataset_facts(data: PreparedDataset) -> dict[str, Any]:
+    """What results files say about the probe dataset."""
+    return {
+        "dataset": data.name,
+        "test_tracks": len(data.splits["test"]),
+        "label_names": list(data.label_names),
+    }
+
+
+def _variants(cfg: Config, formats: list[str]) -> list[tuple[str, str, list[str]]]:
+    """(row name, fusion, formats) for single formats, each fusion, and the random control."""
+    rows = [(f, "none", [f]) for f in formats]
+    if len(formats) > 1:
+        for fusion in cfg.probe.fusions:
+            rows.append(("fused" if fusion == "concat" else f"fused-{fusion}", fusion, formats))
+    return rows
+
+
+def _row_name(kind: str, name: str) -> str:
+    """`audio` / `fused-average` for trained encoders; `cross-audio` for another set; the
+    controls are `random-init-audio`, `random-init` (fused, concat), `random-init-average`."""
+    if kind == "trained":
+        return name
+    if kind == CONTROL and name.startswith("fused"):
+        return CONTROL + name.removeprefix("fused")
+    return f"{kind}-{name}"
+
+
+def _embed_sets(
+    cfg: Config, sets: dict[str, dict[str, FrozenEncoder]], data: PreparedDataset,
+    out_dir: Path, device: torch.device,
+) -> dict[str, dict[str, dict[str, np.ndarray]]]:  # fmt: skip
+    """kind -> format -> split -> (n, D), each also saved as embeddings/<prefix><format>.npz."""
+    labels = {s: data.splits[s].labels for s in SPLITS}
+    feats: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    for kind, encs in sets.items():
+        feats[kind] = {}
+        for fmt, frozen in sorted(encs.items()):
+            log.info("embedding %s tracks with the %s %s encoder", data.name, kind, fmt)
+            feats[kind][fmt] = embed_splits(frozen, data, cfg, device)
+            prefix = "" if kind == "trained" else f"{kind}-".replace("random-init-", "random-")
+            save_embeddings(
+                out_dir / "embeddings" / f"{prefix}{fmt}.npz", feats[kind][fmt], labels,
+                data.label_names, {s: data.splits[s].track_ids for s in SPLITS},
+                {"format": fmt, "encoder": frozen.source, "encoders": kind},
+            )  # fmt: skip
+    return feats
+
+
+def evaluate(
+    cfg: Config,
+    encoders: dict[str, FrozenEncoder],
+    out_dir: str | Path,
+    device: torch.device | None = None,
+    *,
+    extra: dict[str, dict[str, FrozenEncoder]] | None = None,
+) -> ProbeTable:
+    """Embed, fit every probe variant on train (settings chosen on valid), score on test.
+
+    `encoders` are the separately trained ones (rows `audio`, `spectrogram`, `fused`, ...);
+    each `extra` set (`cross`: both encoders of a cross-format run; a compare variant such as
+    `ntxent`) adds the same rows with its name as a prefix (`cross-audio`, `ntxent-fused`, ...);
+    the random-init controls follow, and every other row gets its paired difference to them.
+    """
+    out_dir = Path(out_dir)
+    device = device or torch.device("cpu")
+    data = load_dataset(cfg.data, "probe")
+    labels = {s: data.splits[s].labels for s in SPLITS}
+    sets = {"trained": encoders, **(extra or {})}
+    sets = {k: v for k, v in sets.items() if v}
+    formats = sorted({f for encs in sets.values() for f in encs})
+    if cfg.probe.random_init_control:
+        sets[CONTROL] = {f: random_frozen(cfg, f) for f in formats}
+    feats = _embed_sets(cfg, sets, data, out_dir, device)
+    variants = []
+    for kind, encs in sets.items():
+        for name, fusion, fmts in _variants(cfg, sorted(encs)):
+            variants.append((kind, _row_name(kind, name), fusion, fmts))
+    rows = []
+    for head in cfg.probe.heads:
+        for kind, name, fusion, fmts in variants:
+            sub = {f: feats[kind][f] for f in fmts}
+            result = get_fusion("concat" if fusion == "none" else fusion)(
+                sub, labels, head, cfg.probe, len(data.label_names)
+            )
+            metrics = classification_metrics(labels["test"], result.probs, data.label_names)
+            correct = (result.probs.argmax(axis=1) == labels["test"]).astype(int)
+            rows.append({"name": name, "fusion": fusion, "head": head, "formats": fmts,
+                         "encoders": kind, "valid_accuracy": result.info.get("valid_accuracy"),
+                         **metrics, "accuracy_ci95": list(accuracy_ci(correct)),
+                         "test_correct": correct.tolist(), "probe_info": result.info})  # fmt: skip
+            log.info("%-18s %-7s accuracy %.3f  macro mAP %.3f", name, head,
+                     metrics["accuracy"], metrics["macro_map"])  # fmt: skip
+    return ProbeTable(add_control_deltas(rows), dataset_facts(data))
+
+
+def add_control_deltas(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Give every trained row the paired test-accuracy difference to its random-init
+    counterpart (same head, fusion and formats): `control`, `delta_vs_control`, `delta_ci95`
+    and `beats_control` (the interval lies above zero)."""
+    controls = {
+        (r["head"], r["fusion"], tuple(r["formats"])): r
+        for r in rows
+        if r.get("encoders") == CONTROL
+    }
+    for r in rows:
+        c = controls.get((r["head"], r["fusion"], tuple(r["formats"])))
+        if r.get("encoders") == CONTROL or c is None:
+            continue
+        delta, ci = paired_delta(r["test_correct"], c["test_correct"])
+        r.update(control=c["name"], delta_vs_control=delta, delta_ci95=list(ci),
+                 beats_control=ci[0] > 0)  # fmt: skip
+    return rows
+
+
+def aggregate_seeds(per_seed: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per (name, head) from the same table repeated over pretraining seeds.
+
+    accuracy, macro_map, valid_accuracy: means (`accuracies`, `accuracy_std` over seeds);
+    `test_correct`: each test track's fraction of seeds that got it right, so `accuracy_ci95` and
+    the paired `delta_ci95` resample test tracks of the seed-averaged predictions;
+    `delta_std` and `seeds_beating_control` come from the seeds' own paired differences;
+    per-class AP is the mean, the confusion matrix the sum over seeds.
+    """
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for rows in per_seed:
+        for r in rows:
+            groups.setdefault((r["name"], r["head"]), []).append(r)
+    out = []
+    for rs in groups.values():
+        acc = np.array([r["accuracy"] for r in rs], dtype=float)
+        correct = np.mean([r["test_correct"] for r in rs], axis=0)
+        first = rs[0]
+        row = {k: first[k] for k in ("name", "fusion", "head", "formats", "encoders")}
+        row.update(
+            accuracy=float(acc.mean()),
+            accuracy_std=float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+            accuracies=acc.tolist(),
+            macro_map=_mean_or_none([r.get("macro_map") for r in rs]),
+            valid_accuracy=_mean_or_none([r.get("valid_accuracy") for r in rs]),
+            accuracy_ci95=list(accuracy_ci(correct)),
+            test_correct=correct.tolist(),
+            per_class_ap={c: _mean_or_none([r["per_class_ap"].get(c) for r in rs])
+                          for c in first.get("per_class_ap", {})},
+            confusion_matrix=np.sum([r["confusion_matrix"] for r in rs], axis=0).tolist(),
+            n_seeds=len(rs),
+            probe_info=first.get("probe_info"),
+        )  # fmt: skip
+        deltas = [r["delta_vs_control"] for r in rs if "delta_vs_control" in r]
+        if deltas:
+            row["delta_std"] = float(np.std(deltas, ddof=1)) if len(deltas) > 1 else 0.0
+            row["seeds_beating_control"] = sum(bool(r.get("beats_control")) for r in rs)
+        out.append(row)
+    return add_control_deltas(out)
+
+
+def _mean_or_none(values: list[Any]) -> float | None:
+    if not values or any(v is None for v in values):
+        return None
+    return float(np.mean(values))

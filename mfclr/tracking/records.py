@@ -1,0 +1,193 @@
+"""What W&B runs are made of, without wandb: the run config with its flat keys, run ids, the
+mode, the API key file and the check that no secret rides in a config, and probe rows as flat
+table rows (the wandb-facing half is runs.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import numbers
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from mfclr.config import Config
+from mfclr.errors import ConfigError
+
+log = logging.getLogger("mfclr.tracking")
+
+JobType = Literal["pretrain", "probe"]
+MODES = ("offline", "online", "disabled")
+_MODE_ALIASES = {"dryrun": "offline", "run": "online"}  # older WANDB_MODE spellings
+FLAT_KEYS = (
+    "format", "fusion", "head", "encoders", "temperature", "mask_size", "time_mask_size",
+    "weight_decay", "lr", "epochs", "batch_size", "dataset", "seed", "git_sha",
+)  # fmt: skip
+_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
+KEY_FILE_ENV = "WANDB_API_KEY_FILE"
+
+
+def resolve_mode(cfg: Config) -> str:
+    """`WANDB_MODE` when set (offline | online | disabled), else `cfg.tracking.wandb`."""
+    raw = os.environ.get("WANDB_MODE", "").strip()
+    if not raw:
+        return cfg.tracking.wandb
+    mode = _MODE_ALIASES.get(raw.lower(), raw.lower())
+    if mode not in MODES:
+        raise ConfigError(f"WANDB_MODE='{raw}' is not one of {', '.join(MODES)}; fix or unset it")
+    return mode
+
+
+def run_config(
+    cfg: Config,
+    *,
+    fmt: str | None,
+    fusion: str | None,
+    head: str | None,
+    dataset: str,
+    git_sha: str | None,
+    encoders: str | None = None,
+) -> dict[str, Any]:
+    """The run config: the same flat `FLAT_KEYS` on every run, plus the full config under "config".
+
+    `fmt` is "audio", "spectrogram" or "audio+spectrogram" (a fused probe); the mask sizes
+    (mel bins, frames) are None when no spectrogram encoder is involved.
+    """
+    spec = fmt is not None and ("spectrogram" in fmt.split("+") or fmt == "cross")
+    aug, tc = cfg.augment.spectrogram, cfg.train
+    flat = {
+        "format": fmt,
+        "fusion": fusion,
+        "head": head,
+        "encoders": encoders,
+        "temperature": tc.temperature,
+        "mask_size": aug.freq_mask.size if spec else None,
+        "time_mask_size": aug.time_mask.size if spec else None,
+        "weight_decay": tc.weight_decay,
+        "lr": tc.lr,
+        "epochs": tc.epochs,
+        "batch_size": tc.batch_size,
+        "dataset": dataset,
+        "seed": tc.seed,
+        "git_sha": git_sha,
+    }
+    return {**flat, "config": cfg.to_dict()}
+
+
+def api_key_from_file(*, strict: bool = True) -> str | None:
+    """The W&B API key in the file that `WANDB_API_KEY_FILE` names; None when it is unset.
+
+    strict: a missing, unreadable or empty file is a ConfigError naming it (else None). A file
+    that other users may read is used, with a warning to chmod it.
+    """
+    raw = os.environ.get(KEY_FILE_ENV, "").strip()
+    if not raw:
+        return None
+    path = Path(raw).expanduser()
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+        mode = path.stat().st_mode
+    except (OSError, UnicodeDecodeError) as err:
+        if not strict:
+            return None
+        why = getattr(err, "strerror", None) or type(err).__name__
+        raise ConfigError(
+            f"{KEY_FILE_ENV}='{path}' cannot be read ({why}); fix it or unset it"
+        ) from None
+    if not key:
+        if not strict:
+            return None
+        raise ConfigError(
+            f"{KEY_FILE_ENV}='{path}' is empty; write the W&B API key into it or unset it"
+        )
+    if strict and mode & 0o077:
+        log.warning("%s '%s' is readable by other users (mode %03o); chmod 600 it",
+                    KEY_FILE_ENV, path, mode & 0o777)  # fmt: skip
+    return key
+
+
+def check_no_secrets(config: Mapping[str, Any], what: str) -> None:
+    """Refuse a config holding the value of a secret-looking environment variable, or the key
+    of `WANDB_API_KEY_FILE`."""
+    text = json.dumps(config, default=str)
+    secrets = [(f"${n}", v) for n, v in os.environ.items() if _SECRET_NAME.search(n)]
+    from_file = api_key_from_file(strict=False)
+    if from_file:
+        secrets.append((f"the file ${KEY_FILE_ENV}", from_file))
+    for name, value in secrets:
+        if len(value) >= 16 and value in text:
+            raise ConfigError(
+                f"the config of {what} holds the value of {name}; remove it "
+                "(credentials belong in the environment or a key file only)"
+            )
+
+
+def safe_run_id(*parts: str) -> str:
+    """A W&B run id from parts: [A-Za-z0-9_.-] only, at most 64 characters (hash-shortened)."""
+    rid = re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(p for p in parts if p)).strip("-.")
+    if len(rid) > 64:
+        rid = f"{rid[:55]}-{hashlib.sha1(rid.encode()).hexdigest()[:8]}"
+    return rid or "run"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What names and describes one W&B run.
+
+    `run_id` should be stable per trial: a restarted trial resumes the same run. `group` (the
+    sweep id) is used unless `cfg.tracking.group` is set. `fmt`, `fusion`, `head`, `encoders`
+    become tags and flat config keys. `git_sha` None means: detect it.
+    """
+
+    job_type: JobType
+    name: str
+    run_id: str
+    dir: str | Path
+    dataset: str
+    group: str | None = None
+    fmt: str | None = None
+    fusion: str | None = None
+    head: str | None = None
+    encoders: str | None = None
+    git_sha: str | None = None
+
+
+def is_number(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def cell(value: Any) -> Any:
+    if value is None or isinstance(value, str | bool) or is_number(value):
+        return value.item() if hasattr(value, "item") else value
+    return json.dumps(value, default=str)
+
+
+def flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts -> "a/b" keys; lists of scalars -> "x+y"; other lists are dropped."""
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}/"))
+        elif isinstance(value, list | tuple):
+            if all(v is None or isinstance(v, str) or is_number(v) for v in value):
+                out[name] = "+".join(str(v) for v in value)
+        else:
+            out[name] = value
+    return out
+
+
+def variant_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """One probe row as a flat table row (the confusion matrix is logged as its own chart)."""
+    flat = flatten({k: v for k, v in row.items() if k != "confusion_matrix"})
+    return {k.replace("per_class_ap/", "ap/"): v for k, v in flat.items()}
+
+
+def probe_metrics(row: Mapping[str, Any]) -> dict[str, float]:
+    values = {k: row.get(k) for k in ("accuracy", "macro_map", "valid_accuracy", "n")}
+    values |= {f"per_class_ap/{c}": ap for c, ap in (row.get("per_class_ap") or {}).items()}
+    return {k: v for k, v in values.items() if is_number(v)}  # None: AP of an absent class

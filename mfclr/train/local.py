@@ -1,0 +1,229 @@
+"""A pretraining run on this machine: a run folder, a checkpoint per epoch, resume, export.
+
+Run folder layout:
+    config.yaml        the resolved config (written at start)
+    run.json           format, git SHA, status (and resume_overrides after --override-resume)
+    metrics.jsonl      one line of metrics per epoch
+    checkpoints/last.pt  the pretraining checkpoint (atomic; a Ctrl-C never corrupts it)
+    encoder.pt         the exported frozen encoder, once training has finished
+                       (cross-format: encoder-audio.pt and encoder-spectrogram.pt; export.py)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from mfclr import checkpoint as ckpt
+from mfclr.config import Config, build_config, save_config
+from mfclr.errors import CheckpointError, ConfigError
+from mfclr.io import append_json_line, atomic_write_json, clean_stale_temps, git_sha
+from mfclr.probe.validate import make_validate
+from mfclr.tracking import RunInfo, safe_run_id, start_run, tracking_reporter
+from mfclr.train.export import export_encoders
+from mfclr.train.loop import epoch_line, pretrain
+
+log = logging.getLogger(__name__)
+
+# Config keys (dotted; a trailing "." is a whole section) that may differ between a run folder's
+# checkpoint and the config that resumes it: more epochs extend a run, and where it runs, how
+# fast it loads, what it logs, where its files lie, how it is validated and how it is probed
+# change no trained weight.
+RESUMABLE_CHANGES = (
+    "train.epochs",
+    "train.device",
+    "train.eval_every",
+    "train.val_metric",
+    "train.val_head",
+    "train.max_eval_chunks",
+    "train.knn_k",
+    "ray.",  # Ray Train resources: a local run uses none
+    "data.loader_workers",
+    "data.cache_dir",
+    "data.probe.root",
+    "data.pretrain.root",
+    "tracking.",
+    "probe.",
+    "compare.",  # which variants a run adds trains none of its own formats
+)
+_SHOWN_CHANGES = 4  # differing keys named in the refusal before "+N more"
+
+
+def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        return {prefix.rstrip("."): obj}
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        out |= _flatten(value, f"{prefix}{key}.")
+    return out
+
+
+def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved config with the keys added since it was written at their defaults (a saved
+    config this version rejects is compared as it is)."""
+    try:
+        return build_config(saved).to_dict()
+    except ConfigError:
+        return saved
+
+
+def resume_changes(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, list[Any]]:
+    """Dotted config keys whose value differs between a checkpoint's config and the current one
+    -> [saved, current], leaving out RESUMABLE_CHANGES. A key the saved config lacks counts as
+    its default."""
+    old, new = _flatten(_with_defaults(saved)), _flatten(current)
+    changed = {}
+    for key in sorted(old.keys() | new.keys()):
+        if any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE_CHANGES):
+            continue
+        if old.get(key) != new.get(key):
+            changed[key] = [old.get(key), new.get(key)]
+    return changed
+
+
+def check_resume(cfg: Config, fmt: str, run_dir: str | Path, *, override: bool = False) -> None:
+    """Raise now, before a caller writes anything, if `pretrain_local` would refuse to resume
+    the run in `run_dir` (another format; other settings unless `override`)."""
+    last = Path(run_dir) / "checkpoints" / "last.pt"
+    if last.exists():
+        state = ckpt.load(last, ckpt.PRETRAIN_KIND)
+        _check_resume(Path(run_dir), fmt, state, cfg, override, quiet=True)
+
+
+def _check_resume(
+    run_dir: Path,
+    fmt: str,
+    state: dict[str, Any],
+    cfg: Config,
+    override: bool,
+    quiet: bool = False,
+) -> dict[str, list[Any]]:
+    """Refuse to resume a run of another format, or with other hyperparameters unless
+    `override`; returns what changed (recorded in run.json)."""
+    if state.get("format") != fmt:
+        raise CheckpointError(
+            f"run folder '{run_dir}' holds a {state.get('format')} pretraining run, not "
+            f"{fmt}; pretrain {fmt} in another --out, or pass --fresh to replace that run"
+        )
+    changed = resume_changes(state.get("config") or {}, cfg.to_dict())
+    if not changed:
+        return {}
+    shown = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in list(changed.items())[:_SHOWN_CHANGES])
+    more = f" and {len(changed) - _SHOWN_CHANGES} more" if len(changed) > _SHOWN_CHANGES else ""
+    if not override:
+        raise ConfigError(
+            f"run folder '{run_dir}' was trained with other settings ({shown}{more}); resume "
+            "with the same ones, start over with --fresh, use another --out for a new run, or "
+            "pass --override-resume to continue with the new ones"
+        )
+    if not quiet:
+        log.warning("%s: resuming with changed settings (--override-resume): %s%s", fmt, shown,
+                    more)  # fmt: skip
+    return changed
+
+
+class LocalReporter:
+    """The `report` callable of a local run: log, append metrics, write the checkpoint."""
+
+    def __init__(self, run_dir: Path, fmt: str, epochs: int) -> None:
+        self.run_dir, self.fmt, self.epochs = run_dir, fmt, epochs
+        self.last = run_dir / "checkpoints" / "last.pt"
+        self.state: dict[str, Any] | None = None  # the checkpoint last written (not re-read)
+
+    def __call__(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        if state is not None:
+            ckpt.atomic_save(state, self.last)
+            self.state = state
+        append_json_line(self.run_dir / "metrics.jsonl", metrics)
+        log.info("%s", epoch_line(self.fmt, self.epochs, metrics))
+
+
+def pretrain_local(
+    cfg: Config,
+    fmt: str,
+    run_dir: str | Path,
+    *,
+    resume: bool = True,
+    progress: bool = True,
+    tracking_dir: str | Path | None = None,
+    group: str | None = None,
+    label: str | None = None,
+    override_resume: bool = False,
+) -> dict[str, Path]:
+    """Pretrain `fmt` in `run_dir` (resuming from its last checkpoint) and export the encoder.
+
+    Returns the exported encoder path per input format (two for `cross`). A finished run is not
+    trained again. W&B runs go under `tracking_dir` (default: run_dir), grouped by `group`
+    (default: the run folder's name); `label` (default: the format) names the W&B run within
+    the group, e.g. `ntxent-audio` for a compare variant. Resuming with settings other than the
+    checkpoint's (see RESUMABLE_CHANGES) raises ConfigError unless `override_resume`; what
+    changed is then kept in run.json under "resume_overrides".
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    reporter = LocalReporter(run_dir, fmt, cfg.train.epochs)
+    state, extra = _start_state(run_dir, reporter.last, fmt, cfg, resume, override_resume)
+    save_config(cfg, run_dir / "config.yaml")
+    atomic_write_json(
+        run_dir / "run.json", {"format": fmt, "git_sha": git_sha(), "status": "running", **extra}
+    )
+    if state is None or state["epoch"] < cfg.train.epochs:
+        group = cfg.tracking.group or group or run_dir.name
+        label = label or fmt
+        info = RunInfo(job_type="pretrain", name=f"{group}-{label}",
+                       run_id=safe_run_id(group, label), dir=tracking_dir or run_dir,
+                       dataset=cfg.data.probe.kind, group=group, fmt=fmt)  # fmt: skip
+        with start_run(cfg, info) as tracker:
+            pretrain(cfg, fmt, tracking_reporter(tracker, reporter), validate=make_validate(cfg),
+                     initial_state=state, progress=progress)  # fmt: skip
+        state = reporter.state if reporter.state is not None else state
+    else:
+        log.info("%s: already trained for %d epochs; skipping", fmt, state["epoch"])
+    paths = {f: Path(p) for f, p in export_encoders(state, run_dir).items()}
+    finished = {
+        "format": fmt,
+        "git_sha": git_sha(),
+        "status": "finished",
+        "epochs": state["epoch"],
+        "final_loss": state["history"][-1]["loss"],
+        **extra,
+    }
+    atomic_write_json(run_dir / "run.json", finished)  # fmt: skip
+    return paths
+
+
+def _start_state(
+    run_dir: Path, last: Path, fmt: str, cfg: Config, resume: bool, override: bool
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """The checkpoint to resume from (None: a fresh start) and run.json's extra keys.
+
+    Removes stale temp files of a killed write first; a fresh start deletes the old checkpoint
+    and metrics. A refused resume raises before anything is written or deleted.
+    """
+    for folder in (run_dir, last.parent):
+        clean_stale_temps(folder)
+    if not last.exists():
+        return None, {}
+    if not resume:
+        last.unlink()
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        return None, {}
+    state = ckpt.load(last, ckpt.PRETRAIN_KIND)
+    changed = _check_resume(run_dir, fmt, state, cfg, override)
+    log.info("%s: resuming from %s after epoch %d", fmt, last, state["epoch"])
+    # Every resume with --override-resume adds to the record; later plain resumes keep it.
+    record = _read_json(run_dir / "run.json").get("resume_overrides", [])
+    if changed:
+        record = [*record, {"after_epoch": state["epoch"], "changed": changed}]
+    return state, {"resume_overrides": record} if record else {}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from `path`, or {} when it is missing or unreadable."""
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return obj if isinstance(obj, dict) else {}

@@ -1,0 +1,253 @@
+"""Ray Train: one format's pretraining as a `TorchTrainer` of N data-parallel workers.
+
+Three small pieces, as in Ray's own examples:
+- `train_worker(config)`: what each worker runs. It reads `ray.train.get_checkpoint()` and calls
+  the one training loop, `mfclr.train.loop.pretrain`, with `RayReport` as its report callable.
+- `RayReport`: every rank calls `ray.train.report` each epoch (a barrier); rank 0 attaches the
+  checkpoint dict saved in a temp folder.
+- `launch(cfg, fmt, run)`: builds and fits the trainer (gloo on CPU, nccl on GPU) with the
+  resources of `cfg.ray`, retries a failed worker group from the last checkpoint
+  (`FailureConfig`); `export_encoder` then writes the frozen encoder(s) next to the run.
+
+Storage layout: `<storage_path>/<name>/checkpoint_*/checkpoint.pt` (Ray's) and
+`<storage_path>/<name>/encoder.pt` (the exported frozen encoder). Fitting again with the same
+(storage_path, name) resumes the run. Only this module and `mfclr.tune` import Ray.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs
+import ray
+import ray.train
+import torch
+from ray.train import (
+    Checkpoint,
+    CheckpointConfig,
+    FailureConfig,
+    RunConfig,
+    ScalingConfig,
+    WorkerGroupError,
+)
+from ray.train.torch import TorchConfig, TorchTrainer
+
+from mfclr import checkpoint as ckpt
+from mfclr import distributed as dist
+from mfclr.config import Config, absolute_paths, build_config
+from mfclr.errors import CheckpointError, ConfigError, MfclrError
+from mfclr.io import is_remote
+from mfclr.probe.validate import make_validate
+from mfclr.tracking import NullTracker, RunInfo, safe_run_id, start_run, tracking_reporter
+from mfclr.train.export import export_encoders
+from mfclr.train.loop import Report, epoch_line, pretrain
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "checkpoint.pt"
+# Checkpoints kept per run: the latest few, so a trial's reported checkpoint outlives ASHA's stop.
+KEEP_CHECKPOINTS = 3
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    """Where a Ray Train run lives and what it logs; its resources come from `cfg.ray`.
+
+    `storage_path`: a local folder or a URI (s3://...); the run is `<storage_path>/<name>`.
+    `use_gpu`: None decides from train.device (auto: when the cluster has GPUs).
+    `env_vars`: reach the workers. `tracking_dir`: an absolute folder on every node where rank 0
+    logs a W&B run, grouped by `group`. `wrap_report`: wraps the loop's report callable in each
+    worker (must pickle; the tests' fault injection uses it).
+    """
+
+    storage_path: str
+    name: str
+    use_gpu: bool | None = None
+    env_vars: dict[str, str] | None = None
+    tracking_dir: str | None = None
+    group: str | None = None
+    wrap_report: Callable[[Report], Report] | None = None
+
+
+def init_ray(**kwargs: Any) -> None:
+    """Connect to the cluster in RAY_ADDRESS (set inside `ray job submit`) or start a local one."""
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS") or None, **kwargs)
+
+
+# ----------------------------------------------------------------------------- worker side
+
+
+class RayReport:
+    """The `report(metrics, state)` callable of a Ray Train worker.
+
+    Every rank reports every epoch (Ray requires the same number of calls on each rank); rank 0
+    attaches the checkpoint dict, written to a temp folder that Ray copies to storage. Metrics
+    gain `workers` (the world size) and `resumed_from_epoch` (0 for a fresh start).
+    """
+
+    def __init__(self, fmt: str, epochs: int, resumed_from: int = 0) -> None:
+        self.fmt, self.epochs, self.resumed_from = fmt, epochs, resumed_from
+
+    def __call__(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        metrics = {**metrics, "workers": dist.world_size(), "resumed_from_epoch": self.resumed_from}
+        if state is None:
+            ray.train.report(metrics)
+            return
+        # Logged, not printed: Ray Train's print patch would show a print twice.
+        log.info("%s", epoch_line(self.fmt, self.epochs, metrics))
+        with tempfile.TemporaryDirectory(prefix="mfclr-ckpt-") as tmp:
+            ckpt.atomic_save(state, Path(tmp) / CHECKPOINT_FILE)
+            ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp))
+
+
+def load_checkpoint(checkpoint: Checkpoint, fmt: str | None = None) -> dict[str, Any]:
+    """The pretraining checkpoint dict inside a Ray checkpoint (downloaded when remote)."""
+    with checkpoint.as_directory() as folder:
+        return ckpt.load(Path(folder) / CHECKPOINT_FILE, ckpt.PRETRAIN_KIND, fmt)
+
+
+def train_worker(config: dict[str, Any]) -> None:
+    """Ray Train worker: resume from the last reported checkpoint if any, then pretrain."""
+    cfg, fmt = build_config(config["cfg"]), config["fmt"]
+    checkpoint = ray.train.get_checkpoint()
+    state = load_checkpoint(checkpoint, fmt) if checkpoint is not None else None
+    start = int(state["epoch"]) if state is not None else 0
+    if start and dist.is_rank_zero():
+        log.info("%s: resuming after epoch %d", fmt, start)
+    device = ray.train.torch.get_device() if config["use_gpu"] else torch.device("cpu")
+    report: Report = RayReport(fmt, cfg.train.epochs, start)
+    if config.get("wrap_report") is not None:
+        report = config["wrap_report"](report)
+    with _tracker(cfg, fmt, config) as tracker:
+        pretrain(cfg, fmt, tracking_reporter(tracker, report), validate=make_validate(cfg),
+                 initial_state=state, device=device, progress=False)  # fmt: skip
+
+
+def _tracker(cfg: Config, fmt: str, config: dict[str, Any]) -> Any:
+    """The W&B run of this Ray Train run, on rank 0 only (a no-op elsewhere or when off).
+
+    Its id is stable per run name, so a restarted worker group continues the same W&B run.
+    """
+    if not config.get("tracking_dir"):
+        return NullTracker()
+    group, name = config["group"] or config["name"], config["name"]
+    info = RunInfo(
+        job_type="pretrain",
+        name=f"{group}-{name}",
+        run_id=safe_run_id(group, name),
+        dir=config["tracking_dir"],
+        dataset=cfg.data.probe.kind,
+        group=group,
+        fmt=fmt,
+    )
+    return start_run(cfg, info, rank=dist.rank())
+
+
+# ----------------------------------------------------------------------------- driver side
+
+
+def _use_gpu(cfg: Config, use_gpu: bool | None) -> bool:
+    if cfg.ray.gpus_per_worker == 0:
+        if use_gpu:
+            raise ConfigError("GPUs were requested but ray.gpus_per_worker is 0; raise it")
+        use_gpu = False
+    if cfg.train.device == "cuda" and use_gpu is False:
+        raise ConfigError(
+            "train.device is 'cuda' but GPUs were not requested; pass --use-gpu "
+            "(and a ray.gpus_per_worker above 0)"
+        )
+    if cfg.train.device == "cpu" and use_gpu:
+        raise ConfigError("--use-gpu contradicts train.device=cpu; drop one of them")
+    if use_gpu is not None:
+        return use_gpu
+    if cfg.train.device == "cuda":
+        return True
+    return cfg.train.device == "auto" and ray.cluster_resources().get("GPU", 0) > 0
+
+
+def finished_result(storage_path: str, name: str, epochs: int) -> ray.train.Result | None:
+    """The stored result of a run that already finished `epochs` epochs, else None."""
+    path = f"{storage_path.rstrip('/')}/{name}"
+    try:
+        result = ray.train.Result.from_path(path)
+    except (RuntimeError, OSError, ValueError):
+        return None
+    done = (result.metrics or {}).get("epochs_done", 0)
+    return result if done >= epochs and result.checkpoint is not None else None
+
+
+def _trainer(cfg: Config, fmt: str, run: TrainRun, gpu: bool, storage: str, callbacks: Any):
+    r = cfg.ray
+    resources = {"CPU": r.cpus_per_worker, **({"GPU": r.gpus_per_worker} if gpu else {})}
+    worker_config = {
+        "cfg": cfg.to_dict(),
+        "fmt": fmt,
+        "use_gpu": gpu,
+        "name": run.name,
+        "group": run.group,
+        "tracking_dir": str(Path(run.tracking_dir).resolve()) if run.tracking_dir else None,
+        "wrap_report": run.wrap_report,
+    }
+    return TorchTrainer(
+        train_worker,
+        train_loop_config=worker_config,
+        torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
+        scaling_config=ScalingConfig(
+            num_workers=r.workers, use_gpu=gpu, resources_per_worker=resources
+        ),
+        run_config=RunConfig(
+            name=run.name,
+            storage_path=storage,
+            checkpoint_config=CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
+            failure_config=FailureConfig(max_failures=r.max_failures),
+            callbacks=callbacks,
+            worker_runtime_env={"env_vars": dict(run.env_vars)} if run.env_vars else None,
+        ),
+    )
+
+
+def launch(
+    cfg: Config, fmt: str, run: TrainRun, *, callbacks: list[Any] | None = None
+) -> ray.train.Result:
+    """Pretrain `fmt` with `cfg.ray.workers` DDP workers; resume `<storage_path>/<name>` if it
+    exists (see TrainRun). Returns Ray's Result (metrics of the last epoch, its checkpoint, the
+    run path). A run that already finished is not started again. A worker's user error
+    (DataError, ...) is re-raised as one line; other failures raise Ray's TrainingFailedError
+    once `cfg.ray.max_failures` restarts are spent.
+    """
+    init_ray()
+    cfg = absolute_paths(cfg)
+    gpu = _use_gpu(cfg, run.use_gpu)
+    sp = run.storage_path
+    storage = sp if is_remote(sp) else str(Path(sp).resolve())
+    done = finished_result(storage, run.name, cfg.train.epochs)
+    if done is not None:
+        log.info("%s: run %s already finished %d epochs; not training again", fmt, run.name,
+                 cfg.train.epochs)  # fmt: skip
+        return done
+    try:
+        return _trainer(cfg, fmt, run, gpu, storage, callbacks).fit()
+    except WorkerGroupError as err:
+        # A user-fixable error in a worker (missing data, bad checkpoint, a NaN loss) stays one
+        # line.
+        first = next(iter(err.worker_failures.values()), None)
+        if isinstance(first, MfclrError | FloatingPointError):
+            raise type(first)(f"Ray Train run '{run.name}' failed: {first}") from None
+        raise
+
+
+def export_encoder(result: ray.train.Result, fmt: str) -> str:
+    """Write the frozen encoder(s) of the run's last checkpoint to `<run>/encoder.pt` (a
+    cross-format run: `encoder-audio.pt`, `encoder-spectrogram.pt`); the paths, ', '-joined."""
+    if result.checkpoint is None:
+        raise CheckpointError(f"run '{result.path}' reported no checkpoint; nothing to export")
+    state = load_checkpoint(result.checkpoint, fmt)
+    fs = None if isinstance(result.filesystem, pyarrow.fs.LocalFileSystem) else result.filesystem
+    return ", ".join(export_encoders(state, result.path, filesystem=fs).values())

@@ -1,0 +1,283 @@
+"""Ray Tune + Optuna: one format's study (space, trial driver, tuner) and its best trial.
+
+    sweep file --> per format: OptunaSearch (TPE, seeded, define-by-run space) + ASHA
+               --> trial driver (a Tune function) --> launch(...) = a Ray Train run per trial
+               --> best trial by the validation metric --> its encoders in best/
+
+Layout under the storage root (a local folder or s3://...; default the output folder):
+    <sweep>/tune/<format>/            Tune experiment state (what --resume restores)
+    <sweep>/train/<format>_<NNN>/     the Ray Train run of trial NNN (checkpoints, encoder.pt)
+and in the local sweep folder <out>/<sweep>/: sweep.yaml, config.yaml, best/<format>.pt,
+embeddings/, results.json, results.md (copied to the storage root when it is remote).
+
+Interruption: Ctrl-C (SIGINT) makes Tune save the experiment state; `mfclr sweep FILE --resume`
+restores it: finished trials are not run again, unfinished ones resume their Ray Train run from
+its last checkpoint (stable names: `<format>_<NNN>`). `ray job stop` sends SIGTERM unless the job
+runs with `RAY_JOB_STOP_SIGNAL=SIGINT` (and `RAY_JOB_STOP_WAIT_TIME_S=60` to let it save).
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from ray import tune
+from ray.train import Checkpoint
+from ray.tune.integration.ray_train import TuneReportCallback
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from mfclr.config import Config, build_config
+from mfclr.errors import ConfigError, MfclrError
+from mfclr.train.export import export_encoders
+from mfclr.train.loop import VAL_METRIC
+from mfclr.train.ray import TrainRun, export_encoder, finished_result, launch, load_checkpoint
+from mfclr.tune.spec import SweepSpec
+
+log = logging.getLogger(__name__)
+DRIVER_MEMORY = 256 * 1024**2  # bytes reserved (for scheduling only) by a trial driver
+TIME_ATTR = "epochs_done"  # reported by the workers: survives Tuner.restore, unlike iterations
+
+
+class SweepInterrupted(MfclrError):
+    """Tune stopped before every trial finished (Ctrl-C, `ray job stop`); state is saved."""
+
+
+# ----------------------------------------------------------------------------- search space
+
+
+def define_space(trial: optuna.Trial, fmt: str, params: dict[str, dict[str, Any]]) -> dict:
+    """Optuna define-by-run space of one format's study.
+
+    `params` is name -> ParamSpec as a dict. Parameters restricted to other formats are the
+    constant None, so every format's trials have the same config keys (W&B group-by works).
+    Module-level (used through functools.partial) so the searcher pickles with the experiment.
+    """
+    constants: dict[str, Any] = {"format": fmt}
+    for name, p in params.items():
+        if p.get("formats") and fmt not in p["formats"]:
+            constants[name] = None
+        elif p["type"] == "choice":
+            trial.suggest_categorical(name, p["choices"])
+        elif p["type"] == "int":
+            step = int(p["step"]) if p.get("step") else 1
+            trial.suggest_int(name, int(p["low"]), int(p["high"]), step=step, log=p["log"])
+        else:
+            trial.suggest_float(name, p["low"], p["high"], step=p.get("step"), log=p["log"])
+    return constants
+
+
+def trial_name(trial: Any) -> str:
+    """`<format>_<NNN>`, NNN the trial's creation index: stable across Tuner.restore."""
+    return f"{trial.config['format']}_{int(trial.experiment_tag.split('_')[0]):03d}"
+
+
+def trial_config(base: Config, params: dict[str, Any], keys: dict[str, str]) -> Config:
+    """The base config with one trial's sampled values (None = not searched for this format)."""
+    over = {keys[n]: v for n, v in params.items() if n in keys and v is not None}
+    return base.with_overrides(over) if over else base
+
+
+# ----------------------------------------------------------------------------- trial driver
+
+
+class EvalReportCallback(TuneReportCallback):
+    """Forwards to Tune only the epochs that carry the validation metric (with the checkpoint
+    path): ASHA and Optuna read it from every result they get."""
+
+    def after_report(
+        self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Checkpoint | None
+    ) -> None:
+        if metrics and VAL_METRIC in metrics[0]:
+            super().after_report(run_context, metrics, checkpoint)
+
+
+def trial_driver(
+    config: dict[str, Any],
+    *,
+    base: dict[str, Any],
+    keys: dict[str, str],
+    train_storage: str,
+    tracking_dir: str | None = None,
+    group: str | None = None,
+) -> None:
+    """One Tune trial: a Ray Train run named after the trial (resumed if it exists)."""
+    fmt = config["format"]
+    cfg = trial_config(build_config(base), config, keys)
+    name = tune.get_context().get_trial_name()
+    done = finished_result(train_storage, name, cfg.train.epochs)
+    if done is not None and done.checkpoint is not None:
+        # Finished before an interruption reached Tune: report its final metrics once more.
+        tune.report({**done.metrics, "checkpoint_path": done.checkpoint.path})
+        return
+    run = TrainRun(storage_path=train_storage, name=name, tracking_dir=tracking_dir, group=group)
+    export_encoder(launch(cfg, fmt, run, callbacks=[EvalReportCallback()]), fmt)
+
+
+def _trainable(spec: SweepSpec, base: Config, storage: str, tracking_dir: str | None) -> Any:
+    driver = tune.with_parameters(
+        trial_driver,
+        base=base.to_dict(),
+        keys=spec.param_keys(),
+        train_storage=f"{storage}/{spec.name}/train",
+        tracking_dir=tracking_dir,
+        group=spec.name,
+    )
+    # The driver only waits on its Train workers, which hold their own placement group. It asks
+    # for memory, not CPU (Tune refuses an empty request): a trial never takes the CPU its own
+    # workers need on a small cluster, and it fits on a head started with --num-cpus=0.
+    return tune.with_resources(driver, {"memory": DRIVER_MEMORY})
+
+
+def _new_tuner(
+    spec: SweepSpec, base: Config, fmt: str, storage: str, verbose: int, tracking_dir: str | None
+) -> tune.Tuner:
+    params = {n: p.model_dump() for n, p in spec.search.space.items()}
+    searcher = OptunaSearch(
+        space=partial(define_space, fmt=fmt, params=params),
+        metric=VAL_METRIC,
+        mode="max",
+        seed=spec.search.seed,
+    )
+    b = spec.budget
+    scheduler = ASHAScheduler(
+        time_attr=TIME_ATTR,
+        metric=VAL_METRIC,
+        mode="max",
+        max_t=b.epochs + 1,
+        grace_period=b.grace_period,
+        reduction_factor=b.reduction_factor,
+    )
+    return tune.Tuner(
+        _trainable(spec, base, storage, tracking_dir),
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=b.trials,
+            max_concurrent_trials=b.max_concurrent_trials,
+            trial_name_creator=trial_name,
+            trial_dirname_creator=trial_name,
+        ),
+        run_config=tune.RunConfig(
+            name=fmt, storage_path=f"{storage}/{spec.name}/tune", verbose=verbose
+        ),
+    )
+
+
+def _study_path(spec: SweepSpec, fmt: str, storage: str) -> str:
+    return f"{storage}/{spec.name}/tune/{fmt}"
+
+
+def _refuse_existing(spec: SweepSpec, path: str) -> None:
+    raise ConfigError(
+        f"sweep '{spec.name}' already has state at {path}; pass --resume "
+        "to continue it, or use another --out/--storage"
+    )
+
+
+def check_start(spec: SweepSpec, out: Path, storage: str, resume: bool) -> None:
+    """Before any work: refuse to overwrite a sweep, or to resume it with another space."""
+    if not resume:
+        for fmt in spec.formats:
+            if tune.Tuner.can_restore(_study_path(spec, fmt, storage)):
+                _refuse_existing(spec, _study_path(spec, fmt, storage))
+        return
+    saved = out / "sweep.yaml"
+    if saved.is_file():
+        before = yaml.safe_load(saved.read_text()).get("search")
+        if before != spec.model_dump(mode="json")["search"]:
+            raise ConfigError(
+                f"sweep '{spec.name}': the search section differs from the one in {saved}; "
+                "resume with the original sweep file, or start a new sweep under another name"
+            )
+
+
+def tune_format(
+    spec: SweepSpec,
+    base: Config,
+    fmt: str,
+    storage: str,
+    *,
+    resume: bool,
+    verbose: int = 1,
+    tracking_dir: str | None = None,
+) -> tune.ResultGrid:
+    """Run (or resume) one format's study; raises SweepInterrupted if it did not finish.
+
+    With `tracking_dir`, each trial's rank 0 logs a W&B pretrain run there (group: the sweep).
+    """
+    path = _study_path(spec, fmt, storage)
+    if tune.Tuner.can_restore(path):
+        if not resume:
+            _refuse_existing(spec, path)
+        log.info("%s: restoring the study from %s", fmt, path)
+        tuner = tune.Tuner.restore(
+            path,
+            trainable=_trainable(spec, base, storage, tracking_dir),
+            resume_unfinished=True,
+            resume_errored=True,
+        )
+    else:
+        tuner = _new_tuner(spec, base, fmt, storage, verbose, tracking_dir)
+    grid = tuner.fit()
+    # After Ctrl-C, fit() returns normally and reports stopped trials as terminated: the saved
+    # experiment state (what --resume restores) tells which trials really finished.
+    saved = tune.ExperimentAnalysis(path, storage_filesystem=grid.filesystem).trials
+    finished = sum(t.status in ("TERMINATED", "ERROR") for t in saved)
+    if finished < spec.budget.trials:
+        raise SweepInterrupted(
+            f"sweep '{spec.name}' ({fmt}) stopped with {finished} of "
+            f"{spec.budget.trials} trials finished; state saved in {path}"
+        )
+    return grid
+
+
+# ----------------------------------------------------------------------------- results
+
+
+def _trial_rows(grid: tune.ResultGrid) -> list[dict[str, Any]]:
+    rows = []
+    for r in grid:
+        m = r.metrics or {}
+        rows.append(
+            {
+                "trial": Path(r.path).name,
+                "config": r.config,
+                VAL_METRIC: m.get(VAL_METRIC),
+                "epochs_done": m.get(TIME_ATTR),
+                "checkpoint": m.get("checkpoint_path"),
+                "error": str(r.error).splitlines()[0][:300] if r.error else None,
+            }
+        )
+    return rows
+
+
+def best_trial(spec: SweepSpec, fmt: str, grid: tune.ResultGrid, out: Path) -> dict[str, Any]:
+    """The best trial by the validation metric; its checkpoint exported to out/best/<fmt>.pt."""
+    scored = [r for r in grid if (r.metrics or {}).get(VAL_METRIC) is not None]
+    if not scored:
+        raise MfclrError(
+            f"no {fmt} trial of sweep '{spec.name}' reported {VAL_METRIC}; "
+            f"see the trial errors under {grid.experiment_path}"
+        )
+    best = grid.get_best_result(metric=VAL_METRIC, mode="max", scope="last")
+    source = best.metrics["checkpoint_path"]
+    state = load_checkpoint(Checkpoint(path=source, filesystem=grid.filesystem), fmt)
+    # best/<format>.pt; a cross-format trial holds both encoders: best/cross-<input format>.pt
+    encoders = export_encoders(state, out / "best", stem=fmt)
+    keys = spec.param_keys()
+    chosen = {n: best.config.get(n) for n in keys if best.config.get(n) is not None}
+    return {
+        "trial": Path(best.path).name,
+        VAL_METRIC: best.metrics[VAL_METRIC],
+        "epochs_done": best.metrics.get(TIME_ATTR),
+        "hyperparameters": chosen,
+        "config_keys": {n: keys[n] for n in chosen},
+        "checkpoint": source,
+        "encoders": encoders,
+        "trials": _trial_rows(grid),
+    }

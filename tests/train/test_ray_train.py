@@ -1,0 +1,97 @@
+"""Ray Train: the local training loop runs as a 2-worker DDP TorchTrainer (gloo on CPU), a worker
+killed mid-run resumes from the last checkpoint, and a finished run is not trained again.
+
+Real Ray, one local runtime for the module (2 CPUs, dashboard on for the state API)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+import faults  # noqa: E402
+import torch  # noqa: E402
+
+from mfclr import checkpoint as ckpt  # noqa: E402
+from mfclr.config import Config, load_config  # noqa: E402
+from mfclr.encoders.frozen import load_frozen  # noqa: E402
+from mfclr.errors import DataError  # noqa: E402
+from mfclr.train.ray import (  # noqa: E402
+    CHECKPOINT_FILE,
+    TrainRun,
+    export_encoder,
+    launch,
+    load_checkpoint,
+)
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def ray_runtime() -> Iterator[None]:
+    ray.cloudpickle.register_pickle_by_value(faults)  # workers do not have tests/ on their path
+    ray.init(num_cpus=2, include_dashboard=True, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def _cfg(tmp: Path, **over: object) -> Config:
+    base = {
+        "data.cache_dir": str(tmp / "cache"),
+        "train.epochs": 3,
+        "train.eval_every": 0,
+        "train.batch_size": 8,
+        "train.max_steps_per_epoch": 2,
+        "ray.workers": 2,
+        "ray.max_failures": 1,
+    }
+    return load_config(None, "tiny", {**base, **over})
+
+
+def test_killed_worker_resumes_from_last_checkpoint(ray_runtime: None, tmp_path: Path) -> None:
+    marker = tmp_path / "fault-fired"
+    kill = faults.KillAfterEpoch(epoch=2, rank=1, marker=str(marker))
+    run = TrainRun(str(tmp_path / "runs"), "audio_fault", use_gpu=False, wrap_report=kill)
+    result = launch(_cfg(tmp_path), "audio", run)
+    assert marker.exists(), "the fault hook never fired"
+    assert result.error is None
+    m = result.metrics
+    # DDP over 2 ranks, restarted once, resumed after epoch 2 (not from scratch), 3 epochs total.
+    assert m["workers"] == 2 and m["epochs_done"] == 3 and m["resumed_from_epoch"] == 2
+    state = load_checkpoint(result.checkpoint, "audio")
+    assert state["epoch"] == 3 and [h["epoch"] for h in state["history"]] == [1, 2, 3]
+    assert (Path(result.checkpoint.path) / CHECKPOINT_FILE).is_file()
+
+    encoder_path = export_encoder(result, "audio")
+    assert Path(encoder_path) == tmp_path / "runs" / "audio_fault" / "encoder.pt"
+    exported = ckpt.load(encoder_path, ckpt.ENCODER_KIND, "audio")
+    assert exported["epoch"] == 3 and exported["pretrain_format"] == "audio"
+    # The frozen encoder holds exactly the last checkpoint's trained weights, and embeds.
+    frozen = load_frozen(encoder_path, "audio")
+    trained = state["parts"]["audio"]["encoder"]
+    loaded = frozen.encoder.state_dict()
+    assert loaded.keys() == trained.keys()
+    assert all(torch.equal(loaded[k], trained[k]) for k in trained)
+    x = torch.randn(2, frozen.crop_samples)
+    assert frozen.encoder(frozen.frontend(x)).shape == (2, frozen.encoder.num_features)
+
+    # Fitting the same (storage, name) again finds the finished run and starts no workers: a
+    # report wrapper that would touch a file on the first epoch never runs.
+    untouched = tmp_path / "trained-again"
+    rerun = TrainRun(str(tmp_path / "runs"), "audio_fault", use_gpu=False,
+                     wrap_report=faults.TouchOnReport(str(untouched)))  # fmt: skip
+    again = launch(_cfg(tmp_path), "audio", rerun)
+    assert not untouched.exists()
+    assert again.checkpoint.path == result.checkpoint.path
+    assert again.metrics["epochs_done"] == 3 and again.metrics["resumed_from_epoch"] == 2
+
+
+def test_a_data_error_in_a_worker_is_one_line(ray_runtime: None, tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, **{"data.probe.kind": "folder", "data.probe.root": str(tmp_path / "no"),
+                            "ray.workers": 1, "ray.max_failures": 0})  # fmt: skip
+    with pytest.raises(DataError) as err:
+        launch(cfg, "spectrogram", TrainRun(str(tmp_path / "runs"), "bad", use_gpu=False))
+    assert "Ray Train run 'bad' failed" in str(err.value) and "\n" not in str(err.value)

@@ -1,0 +1,199 @@
+"""Ray Tune + Optuna: the define-by-run space (conditional mask size, seeded TPE), and a real
+sweep that is interrupted with SIGINT after its first trial and finished by `--resume` without
+running that trial again. One local Ray runtime for the module; the sweep subprocesses join it
+through RAY_ADDRESS."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+ray = pytest.importorskip("ray")
+
+from ray.tune.search.optuna import OptunaSearch  # noqa: E402
+
+from mfclr.config import load_config  # noqa: E402
+from mfclr.errors import ConfigError  # noqa: E402
+from mfclr.train.loop import VAL_METRIC  # noqa: E402
+from mfclr.tune.search import define_space, trial_config  # noqa: E402
+from mfclr.tune.spec import load_sweep  # noqa: E402
+from mfclr.tune.sweep import run_sweep  # noqa: E402
+
+pytestmark = pytest.mark.ray
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = ROOT / "sweeps" / "smoke.yaml"
+
+
+def _params() -> dict[str, dict]:
+    spec, _ = load_sweep(SMOKE)
+    return {n: p.model_dump() for n, p in spec.search.space.items()}
+
+
+def _suggest(fmt: str, seed: int, n: int = 3) -> list[dict]:
+    searcher = OptunaSearch(
+        space=partial(define_space, fmt=fmt, params=_params()),
+        metric=VAL_METRIC,
+        mode="max",
+        seed=seed,
+    )
+    return [searcher.suggest(f"t{i}") for i in range(n)]
+
+
+def test_space_is_conditional_on_the_format_and_seeded() -> None:
+    audio, spec = _suggest("audio", 0), _suggest("spectrogram", 0)
+    assert all(c["mask_size"] is None and c["format"] == "audio" for c in audio)
+    assert all(2 <= c["mask_size"] <= 12 for c in spec)
+    # Same keys for every format (W&B group-by), values inside the sweep file's ranges.
+    assert set(audio[0]) == set(spec[0])
+    assert all(
+        0.1 <= c["temperature"] <= 1.0 and c["probe_head"] in ("linear", "mlp")
+        for c in audio + spec
+    )
+    assert _suggest("audio", 0) == audio and _suggest("audio", 1) != audio
+
+
+def test_trial_config_maps_names_to_config_keys() -> None:
+    spec, base = load_sweep(SMOKE)
+    cfg = trial_config(
+        base,
+        {"format": "audio", "temperature": 0.2, "mask_size": None, "probe_head": "mlp"},
+        spec.param_keys(),
+    )
+    assert cfg.train.temperature == 0.2 and cfg.train.val_head == "mlp"
+    assert cfg.augment.spectrogram.freq_mask.size == base.augment.spectrogram.freq_mask.size
+    assert load_config(None, "tiny").train.temperature != 0.2
+
+
+def test_resume_with_another_search_space_is_refused(tmp_path: Path) -> None:
+    spec, base = load_sweep(SMOKE)
+    changed, _ = load_sweep(SMOKE, ["search.seed=7"])
+    folder = tmp_path / spec.name
+    folder.mkdir()
+    (folder / "sweep.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+    with pytest.raises(ConfigError, match="search section differs"):
+        run_sweep(changed, base, tmp_path, resume=True)
+
+
+@pytest.fixture(scope="module")
+def ray_address() -> Iterator[str]:
+    ctx = ray.init(num_cpus=2, include_dashboard=True, log_to_driver=False, configure_logging=False)
+    yield ctx.address_info["gcs_address"]
+    ray.shutdown()
+
+
+OVERRIDES = [
+    "formats=[spectrogram]",
+    "budget.trials=2",
+    "budget.epochs=2",
+    "budget.grace_period=2",
+    "train.max_steps_per_epoch=2",
+    "train.batch_size=8",
+    "probe.heads=[linear]",
+    "probe.random_init_control=false",
+]
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"sweep exited early: {proc.communicate()[1][-2000:]}"
+        assert time.monotonic() < end, f"timed out waiting for {path}"
+        time.sleep(0.5)
+
+
+def _snapshot(folder: Path) -> dict[str, float]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime for p in folder.rglob("*") if p.is_file()}
+
+
+def test_interrupted_sweep_resumes_without_rerunning_finished_trials(
+    ray_address: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "sweeps"
+    overrides = [*OVERRIDES, f"data.cache_dir={tmp_path / 'cache'}"]
+    cmd = [sys.executable, "-m", "mfclr", "sweep", str(SMOKE), "--out", str(out), "--quiet"]
+    for item in overrides:
+        cmd += ["--set", item]
+    sweep = out / "smoke"
+    # The CLI, joined to this module's Ray runtime, gets a real SIGINT (Ctrl-C) mid-trial 2.
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env={**os.environ, "RAY_ADDRESS": ray_address},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_for(sweep / "train" / "spectrogram_001" / "encoder.pt", proc, 150)
+        _wait_for(sweep / "train" / "spectrogram_002", proc, 60)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "1 of 2 trials finished" in stderr and "--resume" in stderr
+    assert not (sweep / "results.json").exists()
+    first = _snapshot(sweep / "train" / "spectrogram_001")
+    tune_results = sweep / "tune" / "spectrogram" / "spectrogram_001" / "result.json"
+    first_results = tune_results.read_text()
+
+    # Without --resume the saved state is refused in one line; with it the sweep finishes.
+    spec, base = load_sweep(SMOKE, overrides)
+    with pytest.raises(ConfigError, match="pass --resume"):
+        run_sweep(spec, base, out, resume=False, verbose=0)
+    results = run_sweep(spec, base, out, resume=True, verbose=0)
+
+    # The finished trial was not run again: its Train run and its Tune results are untouched.
+    assert _snapshot(sweep / "train" / "spectrogram_001") == first
+    assert tune_results.read_text() == first_results
+    assert json.loads((sweep / "results.json").read_text())["best"] == results["best"]
+    best = results["best"]["spectrogram"]
+    trials = {t["trial"]: t for t in best["trials"]}
+    assert set(trials) == {"spectrogram_001", "spectrogram_002"}  # stable names
+    assert all(t["epochs_done"] == 2 and t["error"] is None for t in trials.values())
+    assert best["trial"] in trials and {"temperature", "mask_size"} <= set(best["hyperparameters"])
+    assert best[VAL_METRIC] == max(t[VAL_METRIC] for t in trials.values())
+    assert Path(best["encoders"]["spectrogram"]).is_file()
+    # The fused-probe table is on the test split; the selection used validation only.
+    rows = results["rows"]
+    assert rows and all(r["head"] == "linear" for r in rows)
+    assert results["validation_metric"] == VAL_METRIC
+    for row in rows:  # test accuracy as the confusion matrix and the per-track record say
+        cm = np.array(row["confusion_matrix"])
+        assert row["accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
+        assert row["accuracy"] == pytest.approx(np.mean(row["test_correct"]))
+    # The best trial's metric is the last one Tune recorded for that trial.
+    logged = (sweep / "tune" / "spectrogram" / best["trial"] / "result.json").read_text()
+    last = json.loads(logged.strip().splitlines()[-1])
+    assert best[VAL_METRIC] == pytest.approx(last[VAL_METRIC])
+    assert "Best trial per format" in (sweep / "results.md").read_text()
+
+
+def test_a_sweep_compares_cross_format_with_separate_training(
+    ray_address: str, tmp_path: Path
+) -> None:
+    overrides = ["formats=[spectrogram,cross]", "budget.trials=1", "budget.epochs=1",
+                 "budget.grace_period=1", "train.max_steps_per_epoch=2", "train.batch_size=8",
+                 "probe.heads=[linear]", f"data.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
+    spec, base = load_sweep(SMOKE, overrides)
+    results = run_sweep(spec, base, tmp_path / "sweeps", verbose=0)
+    assert set(results["best"]) == {"spectrogram", "cross"}
+    cross = results["best"]["cross"]["encoders"]
+    assert set(cross) == {"audio", "spectrogram"}
+    assert all(Path(p).is_file() for p in cross.values())
+    names = {r["name"] for r in results["rows"]}
+    # Separate training (spectrogram alone), cross-format (both encoders), and the control.
+    expected = {"spectrogram", "cross-audio", "cross-spectrogram", "cross-fused", "random-init"}
+    assert expected <= names
