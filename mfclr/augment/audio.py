@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from mfclr.augment.filters import RandomFilter
 from mfclr.augment.pitch import RandomPitchShift
-from mfclr.config import AudioAugConfig, GainAug, NoiseAug
+from mfclr.config import AudioAugConfig
 from mfclr.encoders.frontends import check_waveforms
 
 
@@ -29,20 +29,20 @@ class AddNoise(nn.Module):
     """(B, T) -> (B, T): white Gaussian noise at a per-example SNR in [min_snr_db, max_snr_db]
     relative to that example's RMS (as audiomentations AddGaussianSNR). Silence stays silent."""
 
-    def __init__(self, cfg: NoiseAug):
+    def __init__(self, p: float, min_snr_db: float, max_snr_db: float):
         super().__init__()
-        self.cfg = cfg
+        self.p, self.min_snr_db, self.max_snr_db = p, min_snr_db, max_snr_db
 
     def draw(self, x: Tensor, g: torch.Generator | None) -> Tensor:
         """(B,) noise standard deviations; 0 where the transform is not applied."""
-        c = self.cfg
+        c = self
         apply = _mask(c.p, x, g)
         snr_db = _uniform(c.min_snr_db, c.max_snr_db, x.shape[0], x, g)
         rms = x.square().mean(dim=-1).sqrt()
         return torch.where(apply, rms * torch.pow(10.0, -snr_db / 20.0), torch.zeros_like(rms))
 
     def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        if self.cfg.p <= 0.0:
+        if self.p <= 0.0:
             return x
         std = self.draw(x, generator)
         rows = (std > 0).nonzero().squeeze(1)
@@ -62,19 +62,19 @@ class AddNoise(nn.Module):
 class RandomGain(nn.Module):
     """(B, T) -> (B, T): per-example gain uniform in [min_db, max_db] dB."""
 
-    def __init__(self, cfg: GainAug):
+    def __init__(self, p: float, min_db: float, max_db: float):
         super().__init__()
-        self.cfg = cfg
+        self.p, self.min_db, self.max_db = p, min_db, max_db
 
     def draw(self, x: Tensor, g: torch.Generator | None) -> Tensor:
         """(B,) gains in dB; 0 dB where the transform is not applied."""
-        c = self.cfg
+        c = self
         apply = _mask(c.p, x, g)
         db = _uniform(c.min_db, c.max_db, x.shape[0], x, g)
         return torch.where(apply, db, torch.zeros_like(db))
 
     def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        if self.cfg.p <= 0.0:
+        if self.p <= 0.0:
             return x
         db = self.draw(x, generator)
         return x * torch.pow(10.0, db / 20.0)[:, None]
@@ -88,9 +88,9 @@ class AudioChain(nn.Module):
 
     def __init__(self, cfg: AudioAugConfig, sample_rate: int):
         super().__init__()
-        self.noise = AddNoise(cfg.noise)
-        self.gain = RandomGain(cfg.gain)
-        self.filter = RandomFilter(cfg.filter, sample_rate)
+        self.noise = AddNoise(**cfg.noise.model_dump())
+        self.gain = RandomGain(**cfg.gain.model_dump())
+        self.filter = RandomFilter(sample_rate, **cfg.filter.model_dump())
         self.pitch = RandomPitchShift(cfg.pitch.p, cfg.pitch.semitones, sample_rate)
 
     @torch.no_grad()

@@ -17,8 +17,6 @@ import math
 import torch
 from torch import Tensor, nn
 
-from mfclr.config import FilterAug
-
 LOWPASS, HIGHPASS, BANDPASS = 0, 1, 2
 MIN_ORDER, MAX_ORDER = 2, 4
 
@@ -51,10 +49,27 @@ def _mel_to_hz(mel: Tensor) -> Tensor:
 class RandomFilter(nn.Module):
     """(B, T) -> (B, T): per example, with probability p, one of LP / HP / BP (equally likely)."""
 
-    def __init__(self, cfg: FilterAug, sample_rate: int):
+    def __init__(
+        self,
+        sample_rate: int,
+        *,
+        p: float,
+        min_lowpass_hz: float,
+        max_lowpass_hz: float,
+        min_highpass_hz: float,
+        max_highpass_hz: float,
+        min_bandpass_hz: float,
+        max_bandpass_hz: float,
+        min_bandwidth_fraction: float,
+        max_bandwidth_fraction: float,
+    ) -> None:
         super().__init__()
-        self.cfg = cfg
+        self.p = p
         self.sample_rate = sample_rate
+        self.lowpass_hz = (min_lowpass_hz, max_lowpass_hz)
+        self.highpass_hz = (min_highpass_hz, max_highpass_hz)
+        self.bandpass_hz = (min_bandpass_hz, max_bandpass_hz)
+        self.bandwidth_fraction = (min_bandwidth_fraction, max_bandwidth_fraction)
         # A cutoff at or above Nyquist makes tan() blow up: stay just below (as audiomentations).
         self.nyquist = 0.9999 * sample_rate / 2
 
@@ -67,16 +82,14 @@ class RandomFilter(nn.Module):
 
         Low-pass uses only `high`, high-pass only `low`, band-pass both.
         """
-        c = self.cfg
         u = torch.rand(4, k, device=device, generator=g)
         kind = torch.randint(0, 3, (k,), device=device, generator=g)
         order = torch.randint(MIN_ORDER, MAX_ORDER + 1, (k,), device=device, generator=g)
-        lp = self._mel_uniform(c.min_lowpass_hz, c.max_lowpass_hz, u[0])
-        hp = self._mel_uniform(c.min_highpass_hz, c.max_highpass_hz, u[1])
-        centre = self._mel_uniform(c.min_bandpass_hz, c.max_bandpass_hz, u[2])
-        frac = (
-            c.min_bandwidth_fraction + (c.max_bandwidth_fraction - c.min_bandwidth_fraction) * u[3]
-        )
+        lp = self._mel_uniform(*self.lowpass_hz, u[0])
+        hp = self._mel_uniform(*self.highpass_hz, u[1])
+        centre = self._mel_uniform(*self.bandpass_hz, u[2])
+        lo, hi = self.bandwidth_fraction
+        frac = lo + (hi - lo) * u[3]
         # Band edges as in audiomentations: centre -/+ bandwidth / 2, the top clipped at Nyquist.
         bp_lo = (centre * (1.0 - frac / 2)).clamp_min(1.0)
         bp_hi = (centre * (1.0 + frac / 2)).clamp_max(self.nyquist)
@@ -105,9 +118,9 @@ class RandomFilter(nn.Module):
         return torch.rsqrt(1.0 + torch.pow(ratio * ratio, order))
 
     def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        if self.cfg.p <= 0.0:
+        if self.p <= 0.0:
             return x
-        apply = torch.rand(x.shape[0], device=x.device, generator=generator) < self.cfg.p
+        apply = torch.rand(x.shape[0], device=x.device, generator=generator) < self.p
         params = self.draw(x.shape[0], x.device, generator)
         if not bool(apply.any()):
             return x

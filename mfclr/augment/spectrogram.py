@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from mfclr.augment.audio import AddNoise
-from mfclr.config import MaskAug, MelConfig, SpectrogramAugConfig
+from mfclr.config import MelConfig, SpectrogramAugConfig
 from mfclr.encoders.frontends import MelFrontend, check_waveforms
 
 
@@ -23,26 +23,26 @@ class RandomMask(nn.Module):
     axis: -2 for frequency (mel bins), -1 for time (frames).
     """
 
-    def __init__(self, cfg: MaskAug, axis: int, fill: float = 0.0):
+    def __init__(self, p: float, size: int, axis: int, fill: float = 0.0):
         super().__init__()
         if axis not in (-2, -1):
             raise ValueError(f"mask axis must be -2 (frequency) or -1 (time), got {axis}")
-        self.cfg = cfg
+        self.p, self.size = p, size
         self.axis = axis
         self.fill = fill
 
     def draw(self, x: Tensor, g: torch.Generator | None) -> tuple[Tensor, Tensor]:
         """(B,) int64 starts and widths; width 0 where the mask is not applied."""
         n, length = x.shape[0], x.shape[self.axis]
-        size = min(self.cfg.size, length)
+        size = min(self.size, length)
         u = torch.rand(3, n, device=x.device, generator=g)
         width = (u[1] * (size + 1)).long().clamp_max(size)
-        width = torch.where(u[0] < self.cfg.p, width, torch.zeros_like(width))
+        width = torch.where(u[0] < self.p, width, torch.zeros_like(width))
         start = (u[2] * (length - width + 1)).long().clamp_max(length - width)
         return start, width
 
     def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        if self.cfg.p <= 0.0 or self.cfg.size == 0:
+        if self.p <= 0.0 or self.size == 0:
             return x
         start, width = self.draw(x, generator)
         pos = torch.arange(x.shape[self.axis], device=x.device)
@@ -84,11 +84,11 @@ class SpectrogramChain(nn.Module):
 
     def __init__(self, cfg: SpectrogramAugConfig, mel: MelConfig, sample_rate: int):
         super().__init__()
-        self.noise = AddNoise(cfg.noise)
+        self.noise = AddNoise(**cfg.noise.model_dump())
         self.frontend = MelFrontend(mel, sample_rate)
         self.freq_shift = FreqShift(cfg.freq_shift.p, cfg.freq_shift.max_bins)
-        self.freq_mask = RandomMask(cfg.freq_mask, axis=-2)
-        self.time_mask = RandomMask(cfg.time_mask, axis=-1)
+        self.freq_mask = RandomMask(**cfg.freq_mask.model_dump(), axis=-2)
+        self.time_mask = RandomMask(**cfg.time_mask.model_dump(), axis=-1)
 
     @torch.no_grad()
     def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:

@@ -114,7 +114,7 @@ def explicit(kind: int, low: float, high: float, order: int = 2) -> dict[str, to
 
 
 def filtered_gain_db(kind: int, low: float, high: float, freq: float) -> float:
-    filt = RandomFilter(FilterAug(p=1.0), SR)
+    filt = RandomFilter(SR, **FilterAug(p=1.0).model_dump())
     x = tone(freq)[None]
     y = filt.filter(x, explicit(kind, low, high))
     middle = slice(2000, 6000)  # away from the edges' transients
@@ -138,7 +138,7 @@ def test_bandpass_passes_its_band_only() -> None:
 
 
 def test_filter_response_is_scipy_butterworth_magnitude() -> None:
-    filt = RandomFilter(FilterAug(p=1.0), 22050)
+    filt = RandomFilter(22050, **FilterAug(p=1.0).model_dump())
     params = filt.draw(12, torch.device("cpu"), torch.Generator().manual_seed(3))
     n_fft = 4096
     gains = filt.response(params, n_fft, torch.zeros(1)).numpy()
@@ -159,7 +159,9 @@ def test_filter_response_is_scipy_butterworth_magnitude() -> None:
 
 def test_filter_draws_cutoffs_in_the_configured_ranges() -> None:
     cfg = FilterAug(p=1.0)
-    params = RandomFilter(cfg, 22050).draw(300, torch.device("cpu"), torch.Generator())
+    params = RandomFilter(22050, **cfg.model_dump()).draw(
+        300, torch.device("cpu"), torch.Generator()
+    )
     kind, low, high = params["kind"], params["low"], params["high"]
     lp, hp = high[kind == LOWPASS], low[kind == HIGHPASS]
     assert lp.min() >= cfg.min_lowpass_hz - 1e-2 and lp.max() <= cfg.max_lowpass_hz + 1e-2

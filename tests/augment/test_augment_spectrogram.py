@@ -74,7 +74,7 @@ def masked_band(y: torch.Tensor, axis: int) -> list[tuple[int, int]]:
 @pytest.mark.parametrize(("axis", "size"), [(-2, 8), (-1, 10)])
 def test_mask_widths_and_positions(axis: int, size: int) -> None:
     x = torch.ones(500, 1, 40, 30)
-    mask = RandomMask(MaskAug(p=1.0, size=size), axis=axis)
+    mask = RandomMask(p=1.0, size=size, axis=axis)
     y = mask(x, generator=torch.Generator().manual_seed(0))
     bands = masked_band(y, axis)
     widths = [w for _, w in bands]
@@ -88,8 +88,8 @@ def test_mask_widths_and_positions(axis: int, size: int) -> None:
 
 def test_mask_p0_identity_and_probability() -> None:
     x = torch.ones(400, 1, 40, 30)
-    assert RandomMask(MaskAug(p=0.0, size=8), axis=-1)(x) is x
-    y = RandomMask(MaskAug(p=0.5, size=8), axis=-1)(x, generator=torch.Generator().manual_seed(0))
+    assert RandomMask(p=0.0, size=8, axis=-1)(x) is x
+    y = RandomMask(p=0.5, size=8, axis=-1)(x, generator=torch.Generator().manual_seed(0))
     masked = (y == 0).flatten(1).any(dim=1).float().mean().item()
     assert 0.35 < masked < 0.55  # p = 0.5, less the width-0 draws (1 in 9)
 
