@@ -4,7 +4,9 @@ line and exit 2."""
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 
 from mfclr.cli.commands import COMMANDS
 from mfclr.cli.parser import build_parser
@@ -16,6 +18,10 @@ __all__ = ["build_parser", "main"]
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # A process started in the background by a non-interactive shell (or by a supervisor) can
+    # inherit SIGINT ignored; Ctrl-C / `ray job stop` with SIGINT must still stop at a checkpoint.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     set_quiet(args.quiet)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,

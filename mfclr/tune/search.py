@@ -4,16 +4,7 @@
                --> trial driver (a Tune function) --> launch(...) = a Ray Train run per trial
                --> best trial by the validation metric --> its encoders in best/
 
-Layout under the storage root (a local folder or s3://...; default the output folder):
-    <sweep>/tune/<format>/            Tune experiment state (what --resume restores)
-    <sweep>/train/<format>_<NNN>/     the Ray Train run of trial NNN (checkpoints, encoder.pt)
-and in the local sweep folder <out>/<sweep>/: sweep.yaml, config.yaml, best/<format>.pt,
-embeddings/, results.json, results.md (copied to the storage root when it is remote).
-
-Interruption: Ctrl-C (SIGINT) makes Tune save the experiment state; `mfclr sweep FILE --resume`
-restores it: finished trials are not run again, unfinished ones resume their Ray Train run from
-its last checkpoint (stable names: `<format>_<NNN>`). `ray job stop` sends SIGTERM unless the job
-runs with `RAY_JOB_STOP_SIGNAL=SIGINT` (and `RAY_JOB_STOP_WAIT_TIME_S=60` to let it save).
+The storage layout and what Ctrl-C / `--resume` do are described in `mfclr.tune.sweep`.
 """
 
 from __future__ import annotations

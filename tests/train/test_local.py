@@ -185,7 +185,10 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_the_run_resumes(cache: Path, tmp_p
            "tiny", "--out", str(run), "--quiet", "--set", f"data.cache_dir={cache}",
            "--set", "train.epochs=200"]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
+    # Started with SIGINT ignored, as a non-interactive shell starts a background job: the CLI
+    # must still stop at a checkpoint on SIGINT.
+    ignore = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=ignore)
     last = run / "checkpoints" / "last.pt"
     deadline = time.monotonic() + 120
     while _lines(run / "metrics.jsonl") < 2 and time.monotonic() < deadline:
