@@ -40,17 +40,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
+def _set_option(p: argparse.ArgumentParser, help: str) -> None:
+    """`--set KEY=VALUE`, repeatable, collected in `args.overrides`."""
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help=help)  # fmt: skip
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", help=f"a built-in preset: {', '.join(preset_names())}")
     p.add_argument("--config", type=Path, help="a YAML config file (overrides the preset)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one config key, e.g. --set train.epochs=5 (repeatable)",
-    )
+    _set_option(p, "override one config key, e.g. --set train.epochs=5 (repeatable)")
     p.add_argument(
         "--strict",
         action="store_true",
@@ -176,14 +175,7 @@ def _add_sweep(sub: Subparsers) -> None:
         action="store_true",
         help="continue an interrupted sweep; finished trials are not run again",
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a sweep key (budget.trials=1) or a config key (train.lr=0.001)",
-    )
+    _set_option(p, "override a sweep key (budget.trials=1) or a config key (train.lr=0.001)")
     p.add_argument("--check", action="store_true", help="validate the sweep file and exit")
     p.add_argument("--quiet", action="store_true", help="less Tune output")
 
