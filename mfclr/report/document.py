@@ -2,7 +2,8 @@
 
 Reads what `mfclr run` / `mfclr sweep` wrote: results.json (the variants table, label names;
 for a sweep also "best" -> format -> trials), pretrain/<format>/metrics.jsonl (a run), the best
-trial's Tune log tune/<format>/<trial>/result.json and sweep.yaml (a sweep). Writes:
+trial's Tune log tune/<format>/<trial>/result.json, sweep.yaml and the Optuna study files
+study-<format>.log (a sweep). Writes:
 
     DIR/report.md         the variants table (as results_table, best starred), a variant x head
                           pivot, the best variant's confusion matrix and per-class AP (vs the
@@ -227,7 +228,11 @@ def _sweep_section(results: Mapping[str, Any], run_dir: Path, plots: Path) -> li
             cells = [_fmt_value(t["params"].get(n)) for n in names]
             value = "failed" if t["value"] is None else f"{t['value']:.4f}"
             out.append(f"| {cell(t['trial'])}{mark} | {' | '.join(cells)} | {value} |")
-        study = P.study_from_trials(trials, space)
+        # The sweep's own study file (states: complete, pruned by ASHA, failed) when it is
+        # beside results.json; else one rebuilt from the trials table (older sweeps).
+        saved = (results["best"][fmt] or {}).get("study")
+        study = P.load_study_file(run_dir / Path(saved).name) if saved else None
+        study = study or P.study_from_trials(trials, space)
         history, importance, why = P.plot_optuna(study, fmt, metric, plots)
         out.append("")
         if history is not None:

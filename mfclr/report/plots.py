@@ -301,6 +301,22 @@ def study_from_trials(
     return study
 
 
+def load_study_file(path: str | Path) -> Any:
+    """The study in a sweep's Optuna journal file (`study-<format>.log`), None if unreadable."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    if not Path(path).is_file():
+        return None
+    try:
+        storage = JournalStorage(JournalFileBackend(str(path)))
+        names = optuna.study.get_all_study_names(storage)
+        return optuna.load_study(study_name=names[0], storage=storage) if names else None
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def plot_optuna(
     study: Any, fmt: str, metric: str, out_dir: Path
 ) -> tuple[Path | None, Path | None, str | None]:

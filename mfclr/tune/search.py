@@ -28,10 +28,10 @@ from mfclr.train.export import export_encoders
 from mfclr.train.loop import VAL_METRIC
 from mfclr.train.ray import TrainRun, export_encoder, finished_result, launch, load_checkpoint
 from mfclr.tune.spec import SweepSpec
+from mfclr.tune.study import TIME_ATTR, StudyMirror, space_distributions, study_file, study_name
 
 log = logging.getLogger(__name__)
 DRIVER_MEMORY = 256 * 1024**2  # bytes reserved (for scheduling only) by a trial driver
-TIME_ATTR = "epochs_done"  # reported by the workers: survives Tuner.restore, unlike iterations
 
 
 class SweepInterrupted(MfclrError):
@@ -124,12 +124,29 @@ def _trainable(spec: SweepSpec, base: Config, storage: str, tracking_dir: str | 
     return tune.with_resources(driver, {"memory": DRIVER_MEMORY})
 
 
-def _new_tuner(
-    spec: SweepSpec, base: Config, fmt: str, storage: str, verbose: int, tracking_dir: str | None
-) -> tune.Tuner:
+def _space(spec: SweepSpec, fmt: str) -> Any:
     params = {n: p.model_dump() for n, p in spec.search.space.items()}
+    return partial(define_space, fmt=fmt, params=params)
+
+
+def study_mirror(spec: SweepSpec, fmt: str, folder: str | Path) -> StudyMirror:
+    """The callback that keeps `<folder>/study-<fmt>.log` (see mfclr.tune.study) up to date."""
+    dists = space_distributions(_space(spec, fmt))
+    path = str(study_file(folder, fmt))
+    return StudyMirror(path, study_name(spec.name, fmt), dists, spec.budget.epochs)
+
+
+def _new_tuner(
+    spec: SweepSpec,
+    base: Config,
+    fmt: str,
+    storage: str,
+    verbose: int,
+    tracking_dir: str | None,
+    callbacks: list[Any] | None = None,
+) -> tune.Tuner:
     searcher = OptunaSearch(
-        space=partial(define_space, fmt=fmt, params=params),
+        space=_space(spec, fmt),
         metric=VAL_METRIC,
         mode="max",
         seed=spec.search.seed,
@@ -154,7 +171,10 @@ def _new_tuner(
             trial_dirname_creator=trial_name,
         ),
         run_config=tune.RunConfig(
-            name=fmt, storage_path=f"{storage}/{spec.name}/tune", verbose=verbose
+            name=fmt,
+            storage_path=f"{storage}/{spec.name}/tune",
+            verbose=verbose,
+            callbacks=callbacks,
         ),
     )
 
@@ -196,16 +216,21 @@ def tune_format(
     resume: bool,
     verbose: int = 1,
     tracking_dir: str | None = None,
+    study_dir: str | Path | None = None,
 ) -> tune.ResultGrid:
     """Run (or resume) one format's study; raises SweepInterrupted if it did not finish.
 
     With `tracking_dir`, each trial's rank 0 logs a W&B pretrain run there (group: the sweep).
+    With `study_dir`, the study is mirrored to `<study_dir>/study-<fmt>.log` (mfclr.tune.study).
     """
     path = _study_path(spec, fmt, storage)
+    mirror = study_mirror(spec, fmt, study_dir) if study_dir is not None else None
     if tune.Tuner.can_restore(path):
         if not resume:
             _refuse_existing(spec, path)
         log.info("%s: restoring the study from %s", fmt, path)
+        if mirror is not None:  # the restored experiment brings its own StudyMirror, if any
+            mirror.rebuild(tune.ExperimentAnalysis(path))
         tuner = tune.Tuner.restore(
             path,
             trainable=_trainable(spec, base, storage, tracking_dir),
@@ -213,12 +238,15 @@ def tune_format(
             resume_errored=True,
         )
     else:
-        tuner = _new_tuner(spec, base, fmt, storage, verbose, tracking_dir)
+        callbacks = [mirror] if mirror is not None else None
+        tuner = _new_tuner(spec, base, fmt, storage, verbose, tracking_dir, callbacks)
     grid = tuner.fit()
     # After Ctrl-C, fit() returns normally and reports stopped trials as terminated: the saved
     # experiment state (what --resume restores) tells which trials really finished.
-    saved = tune.ExperimentAnalysis(path, storage_filesystem=grid.filesystem).trials
-    finished = sum(t.status in ("TERMINATED", "ERROR") for t in saved)
+    analysis = tune.ExperimentAnalysis(path, storage_filesystem=grid.filesystem)
+    if mirror is not None:
+        mirror.rebuild(analysis)
+    finished = sum(t.status in ("TERMINATED", "ERROR") for t in analysis.trials)
     if finished < spec.budget.trials:
         raise SweepInterrupted(
             f"sweep '{spec.name}' ({fmt}) stopped with {finished} of "

@@ -4,6 +4,7 @@ Layout under the storage root (a local folder or s3://...; default the output fo
     <sweep>/tune/<format>/            Tune experiment state (what --resume restores)
     <sweep>/train/<format>_<NNN>/     the Ray Train run of trial NNN (checkpoints, encoder.pt)
 and in the local sweep folder <out>/<sweep>/: sweep.yaml, config.yaml, best/<format>.pt,
+study-<format>.log (each format's Optuna study: `optuna-dashboard <file>`; see tune/study.py),
 embeddings/, results.json, results.md (copied to the storage root when it is remote).
 
 Interruption: Ctrl-C (SIGINT) makes Tune save the experiment state; `mfclr sweep FILE --resume`
@@ -32,6 +33,7 @@ from mfclr.train.loop import VAL_METRIC
 from mfclr.train.ray import init_ray
 from mfclr.tune.search import best_trial, check_start, tune_format
 from mfclr.tune.spec import SweepSpec
+from mfclr.tune.study import study_file
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,8 @@ def finish_sweep(
                               group=spec.name)  # fmt: skip
     if is_remote(storage):  # the local sweep folder may be a job's ephemeral working dir
         best_files = [f"best/{Path(p).name}" for b in best.values() for p in b["encoders"].values()]
-        for name in ["results.json", "results.md", *best_files]:
+        studies = [Path(b["study"]).name for b in best.values()]
+        for name in ["results.json", "results.md", *best_files, *studies]:
             pyarrow.fs.copy_files(str(out / name), f"{storage}/{spec.name}/{name}")
     return result
 
@@ -82,10 +85,9 @@ def run_sweep(
     best = {}
     for fmt in spec.formats:
         log.info("== sweep %s: %s (%d trials)", spec.name, fmt, spec.budget.trials)
-        grid = tune_format(
-            spec, base, fmt, storage, resume=resume, verbose=verbose, tracking_dir=str(out)
-        )
-        best[fmt] = best_trial(spec, fmt, grid, out)
+        grid = tune_format(spec, base, fmt, storage, resume=resume, verbose=verbose,
+                           tracking_dir=str(out), study_dir=out)  # fmt: skip
+        best[fmt] = {**best_trial(spec, fmt, grid, out), "study": str(study_file(out, fmt))}
     log.info("== fused probe of the best %s encoders", ", ".join(best))
     return finish_sweep(spec, base, best, out, storage)
 

@@ -326,3 +326,42 @@ def test_report_opens_with_facts_not_a_stray_bullet(run_dir: Path) -> None:
     bullets = [ln for ln in (run_dir / "report.md").read_text().splitlines() if ln.startswith("- ")]
     assert bullets[0].startswith("- dataset: ")
     assert all(": " in ln for ln in bullets[:3])
+
+
+def test_sweep_report_reads_the_study_file_when_there_is_one(
+    sweep_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.trial import TrialState
+
+    from mfclr.report import document
+    from mfclr.report import plots as P
+
+    # The audio study as the sweep writes it: two of its trials were stopped early by ASHA.
+    trials = [{"trial": t["trial"], "value": t["val_accuracy"],
+               "params": {k: v for k, v in t["config"].items() if k != "format"}}
+              for t in _trials("audio")]  # fmt: skip
+    storage = JournalStorage(JournalFileBackend(str(sweep_dir / "study-audio.log")))
+    saved = optuna.create_study(study_name="smoke-audio", storage=storage, direction="maximize")
+    for i, t in enumerate(study_from_trials(trials, SPACE).trials):
+        if i in (1, 2):
+            t.state = TrialState.PRUNED
+        saved.add_trial(t)
+    data = read_results(sweep_dir / "results.json")
+    data["best"]["audio"]["study"] = "/elsewhere/smoke/study-audio.log"  # the folder was moved
+    rows = data.pop("rows")
+    write_results(sweep_dir, rows, data)
+    seen = {}
+    real = P.plot_optuna
+
+    def spy(study: Any, fmt: str, *args: Any) -> Any:
+        seen[fmt] = study
+        return real(study, fmt, *args)
+
+    monkeypatch.setattr(P, "plot_optuna", spy)
+    document.write_report(sweep_dir)
+    assert [t.state for t in seen["audio"].trials].count(TrialState.PRUNED) == 2
+    assert TrialState.PRUNED not in [t.state for t in seen["spectrogram"].trials]  # no file
+    assert (sweep_dir / "report" / "optuna_history_audio.png").is_file()
