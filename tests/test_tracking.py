@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from wandb_files import inspect_run, offline_runs
+from wandb_files import inspect_run, logged_steps, offline_runs
 
 from mfclr import tracking
 from mfclr.checkpoint import atomic_save
@@ -144,6 +145,31 @@ def test_no_api_key_anywhere_and_no_network(written: dict[str, Any]) -> None:
     # The .wandb log is written in blocks: also search its decoded records.
     assert FAKE_KEY not in repr(written["runs"])
     assert written["lookups"] == []
+
+
+def test_a_restarted_run_keeps_its_id_and_its_steps_count_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _env(monkeypatch, tmp_path)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "elsewhere"))  # W&B's own convention wins
+    info = tracking.RunInfo(job_type="pretrain", name="t", run_id=f"{GROUP}-t1", dir=tmp_path / "r",
+                            dataset="d", git_sha="abc")  # fmt: skip
+    report = tracking.tracking_reporter
+    # First start: epochs 1 and 2, then the process dies before epoch 2's checkpoint was kept;
+    # the restart trains epoch 2 again and goes on: epoch 2 is not logged twice.
+    for epochs in ((1, 2), (2, 3)):
+        with tracking.start_run(_cfg(), info) as tracker:
+            log = report(tracker, lambda m, s: None)
+            for epoch in epochs:
+                log({"epoch": epoch, "loss": 5.0 - epoch}, None)
+    assert not (tmp_path / "r").exists()
+    root = tmp_path / "elsewhere"
+    assert len(offline_runs(root)) == 2  # one folder per start, one run id
+    assert logged_steps(root, f"{GROUP}-t1") == [1, 2, 3]
+    # A fresh run that reuses the id (`--fresh`) starts counting again.
+    again = tracking.start_run(_cfg(), dataclasses.replace(info, restart=True))
+    with again:
+        assert again.last_step is None
 
 
 def test_rank_nonzero_and_disabled_write_nothing(tmp_path: Path, monkeypatch) -> None:

@@ -23,6 +23,15 @@ def offline_runs(dir: str | Path) -> list[Path]:
     return sorted(p for p in (Path(dir) / "wandb").glob("offline-run-*") if p.is_dir())
 
 
+def logged_steps(dir: str | Path, run_id: str, key: str = "epoch") -> list[int]:
+    """The steps of the rows with `key` that run `run_id` logged, over all its offline folders
+    (one per start of the run, oldest first), in the order they were written."""
+    folders = [p for p in offline_runs(dir) if p.name.endswith(f"-{run_id}")]
+    runs = [inspect_run(p) for p in folders]
+    assert all(r["run_id"] == run_id for r in runs)
+    return [int(row["_step"]) for r in runs for row in r["history"] if key in row]
+
+
 def _wandb_cli() -> str:
     exe = Path(sys.executable).parent / "wandb"
     found = str(exe) if exe.is_file() else shutil.which("wandb")

@@ -23,6 +23,7 @@ from mfclr.tracking.runs import (
     log_probe_rows,
     start_run,
     tracking_reporter,
+    wandb_root,
     wandb_settings,
 )
 
@@ -43,5 +44,6 @@ __all__ = [
     "start_run",
     "tracking_reporter",
     "variant_row",
+    "wandb_root",
     "wandb_settings",
 ]

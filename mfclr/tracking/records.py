@@ -140,7 +140,8 @@ class RunInfo:
 
     `run_id` should be stable per trial: a restarted trial resumes the same run. `group` (the
     sweep id) is used unless `cfg.tracking.group` is set. `fmt`, `fusion`, `head`, `encoders`
-    become tags and flat config keys. `git_sha` None means: detect it.
+    become tags and flat config keys. `git_sha` None means: detect it. `restart`: the history
+    starts over (a fresh run reusing the id), so steps below the last one logged are logged.
     """
 
     job_type: JobType
@@ -154,6 +155,7 @@ class RunInfo:
     head: str | None = None
     encoders: str | None = None
     git_sha: str | None = None
+    restart: bool = False
 
 
 def is_number(v: Any) -> bool:

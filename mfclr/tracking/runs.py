@@ -1,9 +1,15 @@
 """Experiment tracking: the only package that imports wandb (lazily, so importing it is cheap).
 
 Offline by default: runs are written under `<dir>/wandb/offline-run-*` and uploaded later with
-`wandb sync`. `WANDB_MODE` (offline | online | disabled), when set, overrides
-`cfg.tracking.wandb`. Only rank 0 logs; every other rank, and the disabled mode, get a
-`NullTracker` that writes nothing.
+`wandb sync`; with `WANDB_DIR` set (W&B's own convention), under `$WANDB_DIR/wandb/` instead.
+`WANDB_MODE` (offline | online | disabled), when set, overrides `cfg.tracking.wandb`. Only
+rank 0 logs; every other rank, and the disabled mode, get a `NullTracker` that writes nothing.
+
+A run's id is stable (a restarted trial or a resumed pretraining continues it, `resume="allow"`)
+and its step is the epoch. Steps only ever increase within a run, across restarts too: each
+run's last logged step is kept in `<dir>/wandb/mfclr-steps/<id>.step`, and an epoch that a
+restart trains again (its checkpoint was lost) is not logged a second time. Offline, each start
+writes a new `offline-run-*-<id>` folder; together they hold each step once.
 
 Every run carries the same flat config keys (`FLAT_KEYS`), so W&B's group-by and parallel
 coordinates work across pretraining trials (job_type=pretrain) and probe variants
@@ -27,6 +33,7 @@ from typing import Any, Protocol
 
 from mfclr.config import Config
 from mfclr.errors import ConfigError, DataError
+from mfclr.io import atomic_write_text
 from mfclr.io import git_sha as detect_sha
 from mfclr.tracking.records import (
     RunInfo,
@@ -77,10 +84,14 @@ class NullTracker:
 class WandbTracker:
     """Wraps one wandb run. Use as a context manager: an exception marks the run failed."""
 
-    def __init__(self, run: Any, data_dir: Path | None = None) -> None:
+    def __init__(
+        self, run: Any, data_dir: Path | None = None, steps_file: Path | None = None
+    ) -> None:
         self._run = run
         self._done = False
         self._data_dir = data_dir
+        self._steps_file = steps_file
+        self.last_step = read_last_step(steps_file)
         self.run_id: str = run.id
 
     def _log_media(self, values: dict[str, Any]) -> None:
@@ -97,7 +108,17 @@ class WandbTracker:
             del os.environ["WANDB_DATA_DIR"]
 
     def log(self, metrics: dict[str, float], step: int | None = None) -> None:
+        """Log at `step` (None: W&B's next step); a step at or below the last one logged by this
+        run, in this process or an earlier one, is dropped (W&B would refuse it online)."""
+        if step is not None and self.last_step is not None and step <= self.last_step:
+            log.info("W&B run %s already has step %d; not logging step %d again", self.run_id,
+                     self.last_step, step)  # fmt: skip
+            return
         self._run.log(dict(metrics), step=step)
+        if step is not None:
+            self.last_step = step
+            if self._steps_file is not None:
+                atomic_write_text(self._steps_file, f"{step}\n")
 
     def summary(self, values: dict[str, Any]) -> None:
         self._run.summary.update(dict(values))
@@ -151,9 +172,24 @@ class WandbTracker:
 # ----------------------------------------------------------------------------- starting runs
 
 
+def wandb_root(default: str | Path) -> Path:
+    """The folder whose `wandb/` holds the runs: `$WANDB_DIR` when set, else `default`
+    (absolute, so Ray workers with another working dir agree)."""
+    raw = os.environ.get("WANDB_DIR", "").strip()
+    return Path(raw or default).expanduser().resolve()
+
+
+def read_last_step(path: Path | None) -> int | None:
+    """The step in a run's steps file (None: no file, or unreadable)."""
+    try:
+        return int(path.read_text().strip()) if path is not None else None
+    except (OSError, ValueError):
+        return None
+
+
 def start_run(cfg: Config, info: RunInfo, *, rank: int = 0) -> NullTracker | WandbTracker:
-    """Start one run (rank 0 only) under `<info.dir>/wandb`; other ranks and mode disabled get
-    a no-op."""
+    """Start one run (rank 0 only) under `<root>/wandb`, root = `$WANDB_DIR` or `info.dir`;
+    other ranks and mode disabled get a no-op. `info.restart`: forget the steps logged before."""
     mode = resolve_mode(cfg)
     if rank != 0 or mode == "disabled":
         return NullTracker()
@@ -166,11 +202,15 @@ def start_run(cfg: Config, info: RunInfo, *, rank: int = 0) -> NullTracker | Wan
     tags = [f"{k}:{v}" for k, v in labels if v is not None] + [info.job_type]
     kw = dict(id=safe_run_id(info.run_id), name=info.name, tags=tags, job_type=info.job_type,
               config=config)  # fmt: skip
-    dir = info.dir
-    run = _init(cfg, mode, Path(dir), group=cfg.tracking.group or info.group, **kw)
+    root = wandb_root(info.dir)
+    steps = root / "wandb" / "mfclr-steps" / f"{kw['id']}.step"
+    if info.restart:
+        steps.unlink(missing_ok=True)
+    run = _init(cfg, mode, root, group=cfg.tracking.group or info.group, **kw)
     log.info("W&B %s run %s (%s, group %s) in %s", mode, run.id, info.job_type, run.group,
              run.dir)  # fmt: skip
-    return WandbTracker(run, data_dir=Path(dir).resolve() / "wandb" / "data")
+    steps.parent.mkdir(parents=True, exist_ok=True)
+    return WandbTracker(run, data_dir=root / "wandb" / "data", steps_file=steps)
 
 
 def wandb_settings(mode: str) -> Any:

@@ -174,7 +174,8 @@ def pretrain_local(
         label = label or fmt
         info = RunInfo(job_type="pretrain", name=f"{group}-{label}",
                        run_id=safe_run_id(group, label), dir=tracking_dir or run_dir,
-                       dataset=cfg.data.probe.kind, group=group, fmt=fmt)  # fmt: skip
+                       dataset=cfg.data.probe.kind, group=group, fmt=fmt,
+                       restart=not resume)  # fmt: skip
         with start_run(cfg, info) as tracker:
             pretrain(cfg, fmt, tracking_reporter(tracker, reporter), validate=make_validate(cfg),
                      initial_state=state, progress=progress)  # fmt: skip

@@ -44,7 +44,14 @@ from mfclr.config import Config, absolute_paths, build_config
 from mfclr.errors import CheckpointError, ConfigError, MfclrError
 from mfclr.io import is_remote
 from mfclr.probe.validate import make_validate
-from mfclr.tracking import NullTracker, RunInfo, safe_run_id, start_run, tracking_reporter
+from mfclr.tracking import (
+    NullTracker,
+    RunInfo,
+    safe_run_id,
+    start_run,
+    tracking_reporter,
+    wandb_root,
+)
 from mfclr.train.export import export_encoders
 from mfclr.train.loop import Report, epoch_line, pretrain
 
@@ -192,7 +199,7 @@ def _trainer(cfg: Config, fmt: str, run: TrainRun, gpu: bool, storage: str, call
         "use_gpu": gpu,
         "name": run.name,
         "group": run.group,
-        "tracking_dir": str(Path(run.tracking_dir).resolve()) if run.tracking_dir else None,
+        "tracking_dir": str(wandb_root(run.tracking_dir)) if run.tracking_dir else None,
         "wrap_report": run.wrap_report,
     }
     return TorchTrainer(
