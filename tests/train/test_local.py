@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from wandb_files import logged_steps
 
 from mfclr import checkpoint as ckpt
 from mfclr.encoders.frozen import load_frozen
@@ -183,7 +184,7 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_the_run_resumes(cache: Path, tmp_p
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "mfclr", "pretrain", "--format", "spectrogram", "--preset",
            "tiny", "--out", str(run), "--quiet", "--set", f"data.cache_dir={cache}",
-           "--set", "train.epochs=200"]  # fmt: skip
+           "--set", "train.epochs=200", "--set", "tracking.wandb=offline"]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # Started with SIGINT ignored, as a non-interactive shell starts a background job: the CLI
     # must still stop at a checkpoint on SIGINT.
@@ -201,10 +202,12 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_the_run_resumes(cache: Path, tmp_p
     state = ckpt.load(last, ckpt.PRETRAIN_KIND, "spectrogram")  # intact, loads strictly
     done = state["epoch"]
     assert 2 <= done < 200
-    cfg = tiny_config(cache, f"train.epochs={done + 1}")
+    cfg = tiny_config(cache, f"train.epochs={done + 1}", "tracking.wandb=offline")
     pretrain_local(cfg, "spectrogram", run, progress=False)
     after = ckpt.load(last, ckpt.PRETRAIN_KIND, "spectrogram")
     assert after["epoch"] == done + 1 and after["history"][:done] == state["history"]
+    # Its W&B run kept its id, and its steps went on counting: each epoch once, in order.
+    assert logged_steps(run, "run-spectrogram") == list(range(1, done + 2))
 
 
 def test_knn_accuracy_on_known_points() -> None:

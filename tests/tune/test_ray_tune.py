@@ -16,8 +16,10 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
 import yaml
+from wandb_files import logged_steps
 
 ray = pytest.importorskip("ray")
 
@@ -25,6 +27,7 @@ from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 
 from mfclr.config import load_config  # noqa: E402
 from mfclr.errors import ConfigError  # noqa: E402
+from mfclr.report.document import write_report  # noqa: E402
 from mfclr.train.loop import VAL_METRIC  # noqa: E402
 from mfclr.tune.search import define_space, trial_config  # noqa: E402
 from mfclr.tune.spec import load_sweep  # noqa: E402
@@ -101,6 +104,7 @@ OVERRIDES = [
     "train.batch_size=8",
     "probe.heads=[linear]",
     "probe.random_init_control=false",
+    "tracking.wandb=offline",
 ]
 
 
@@ -179,6 +183,33 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(
     last = json.loads(logged.strip().splitlines()[-1])
     assert best[VAL_METRIC] == pytest.approx(last[VAL_METRIC])
     assert "Best trial per format" in (sweep / "results.md").read_text()
+    _check_study_file(sweep, best, 2)
+    # Each trial's W&B run kept one id over the interruption, each epoch logged once, in order.
+    for name in trials:
+        assert logged_steps(sweep, f"smoke-{name}") == [1, 2], name
+
+
+def _check_study_file(sweep: Path, best: dict, n: int) -> None:
+    """The on-disk Optuna study says what Tune's results say: one trial per Tune trial, the
+    same final values, the validation metric per epoch; `mfclr report` reads it."""
+    study = optuna.load_study(
+        study_name="smoke-spectrogram",
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(best["study"])
+        ),
+    )
+    assert Path(best["study"]) == sweep / "study-spectrogram.log"
+    by_name = {t.user_attrs["trial"]: t for t in study.trials}
+    tune_rows = {t["trial"]: t for t in best["trials"]}
+    assert len(study.trials) == n and set(by_name) == set(tune_rows)
+    for name, t in by_name.items():
+        assert t.state == optuna.trial.TrialState.COMPLETE
+        assert t.value == pytest.approx(tune_rows[name][VAL_METRIC])
+        assert sorted(t.intermediate_values) == [1, 2]
+        assert t.params["mask_size"] == tune_rows[name]["config"]["mask_size"]
+    assert study.best_trial.user_attrs["trial"] == best["trial"]
+    report = write_report(sweep)
+    assert "optuna_history_spectrogram.png" in report.read_text()
 
 
 def test_a_sweep_compares_cross_format_with_separate_training(
@@ -197,3 +228,11 @@ def test_a_sweep_compares_cross_format_with_separate_training(
     # Separate training (spectrogram alone), cross-format (both encoders), and the control.
     expected = {"spectrogram", "cross-audio", "cross-spectrogram", "cross-fused", "random-init"}
     assert expected <= names
+    # The same table as `mfclr run`: intervals, and each trained row paired with its control.
+    rows = results["rows"]
+    assert all(len(r["accuracy_ci95"]) == 2 for r in rows)
+    trained = [r for r in rows if r["encoders"] != "random-init"]
+    assert trained and all(r["control"].startswith("random-init") for r in trained)
+    assert all(len(r["delta_ci95"]) == 2 and "delta_vs_control" in r for r in trained)
+    md = (tmp_path / "sweeps" / "smoke" / "results.md").read_text()
+    assert "random-init" in md and "Best trial per format" in md
