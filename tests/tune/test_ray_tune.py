@@ -149,6 +149,13 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(
     assert proc.returncode == 130, stderr[-2000:]
     assert "1 of 2 trials finished" in stderr and "--resume" in stderr
     assert not (sweep / "results.json").exists()
+    # The study file says where the sweep stopped: trial 1 done, trial 2 waiting for --resume.
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(sweep / "study-spectrogram.log"))
+    )
+    stopped = optuna.load_study(study_name="smoke-spectrogram", storage=storage).trials
+    assert {t.user_attrs["trial"]: t.state.name for t in stopped} == {
+        "spectrogram_001": "COMPLETE", "spectrogram_002": "WAITING"}  # fmt: skip
     first = _snapshot(sweep / "train" / "spectrogram_001")
     tune_results = sweep / "tune" / "spectrogram" / "spectrogram_001" / "result.json"
     first_results = tune_results.read_text()
