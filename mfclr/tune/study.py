@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,7 +36,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 from ray import tune
 
-from mfclr.io import fsync_dir, temp_name
+from mfclr.io import atomic_write_bytes, temp_name
 from mfclr.train.loop import VAL_METRIC
 
 log = logging.getLogger(__name__)
@@ -198,15 +197,15 @@ def _append(storage: JournalStorage, study: optuna.Study, t: FrozenTrial, r: Tri
 
 
 def _rebuild(path: Path, name: str, records: Sequence[TrialRecord]) -> None:
+    # Built in a scratch journal by Optuna itself, then put in place whole (the file is small).
     tmp = path.parent / temp_name(path.name)
     try:
         _, study = _open(tmp, name)
         for r in records:
             study.add_trial(_frozen(r))
-        os.replace(tmp, path)
+        atomic_write_bytes(path, tmp.read_bytes(), "study file")
     finally:
         tmp.unlink(missing_ok=True)
-    fsync_dir(path.parent)
     log.info("study %s rewritten from Tune's trials (%d) in %s", name, len(records), path)
 
 
