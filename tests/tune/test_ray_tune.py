@@ -1,7 +1,8 @@
-"""Ray Tune + Optuna: the define-by-run space (conditional mask size, seeded TPE), and a real
-sweep that is interrupted with SIGINT after its first trial and finished by `--resume` without
-running that trial again. One local Ray runtime for the module; the sweep subprocesses join it
-through RAY_ADDRESS."""
+"""Ray Tune + Optuna: the define-by-run space (conditional mask size, seeded TPE), a real sweep
+that is interrupted with SIGINT after its first trial and finished by `--resume` without running
+that trial again, and a one-worker trial (trained in the trial's own process) killed mid-run and
+retried from its checkpoint. One local Ray runtime for the module; the sweep subprocesses join it
+through RAY_ADDRESS. Two-worker trials (a Ray Train run each) are covered by test_ray_jobs.py."""
 
 from __future__ import annotations
 
@@ -21,12 +22,15 @@ import yaml
 
 ray = pytest.importorskip("ray")
 
+import faults  # noqa: E402
 from ray.tune.search.optuna import OptunaSearch  # noqa: E402
+from wandb_files import inspect_run, offline_runs  # noqa: E402
 
 from mfclr.config import load_config  # noqa: E402
 from mfclr.errors import ConfigError  # noqa: E402
 from mfclr.train.loop import VAL_METRIC  # noqa: E402
-from mfclr.tune.search import define_space, trial_config  # noqa: E402
+from mfclr.train.ray import load_checkpoint  # noqa: E402
+from mfclr.tune.search import best_trial, define_space, trial_config, tune_format  # noqa: E402
 from mfclr.tune.spec import load_sweep  # noqa: E402
 from mfclr.tune.sweep import run_sweep  # noqa: E402
 
@@ -87,6 +91,7 @@ def test_resume_with_another_search_space_is_refused(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def ray_address() -> Iterator[str]:
+    ray.cloudpickle.register_pickle_by_value(faults)  # trials do not have tests/ on their path
     ctx = ray.init(num_cpus=2, include_dashboard=True, log_to_driver=False, configure_logging=False)
     yield ctx.address_info["gcs_address"]
     ray.shutdown()
@@ -197,3 +202,39 @@ def test_a_sweep_compares_cross_format_with_separate_training(
     # Separate training (spectrogram alone), cross-format (both encoders), and the control.
     expected = {"spectrogram", "cross-audio", "cross-spectrogram", "cross-fused", "random-init"}
     assert expected <= names
+
+
+def test_a_killed_one_worker_trial_is_retried_from_its_checkpoint(
+    ray_address: str, tmp_path: Path
+) -> None:
+    overrides = ["formats=[audio]", "budget.trials=1", "budget.epochs=3", "budget.grace_period=3",
+                 "train.max_steps_per_epoch=2", "train.batch_size=8", "tracking.wandb=offline",
+                 f"data.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
+    spec, base = load_sweep(SMOKE, overrides)
+    assert base.ray.workers == 1 and base.ray.max_failures == 1
+    marker, out, storage = tmp_path / "fault-fired", tmp_path / "out", tmp_path / "storage"
+    kill = faults.KillAfterEpoch(epoch=2, marker=str(marker))
+    grid = tune_format(spec, base, "audio", str(storage), resume=False, verbose=0,
+                       tracking_dir=str(out), wrap_report=kill)  # fmt: skip
+    assert marker.exists(), "the fault hook never fired"
+    (result,) = list(grid)
+    assert result.error is None
+    m = result.metrics
+    # Trained in the trial's process, killed after epoch 2, retried by Tune from that checkpoint.
+    assert m["workers"] == 1 and m["epochs_done"] == 3 and m["resumed_from_epoch"] == 2
+    assert "checkpoint_path" not in m  # no Ray Train run: the trial's own Tune checkpoint
+    state = load_checkpoint(result.checkpoint, "audio")
+    assert state["epoch"] == 3 and [h["epoch"] for h in state["history"]] == [1, 2, 3]
+    assert Path(result.checkpoint.path).parent == storage / "smoke" / "tune" / "audio" / "audio_001"
+    assert (storage / "smoke" / "train" / "audio_001" / "encoder.pt").is_file()
+    best = best_trial(spec, "audio", grid, out)
+    assert best["checkpoint"] == result.checkpoint.path and best["epochs_done"] == 3
+    assert Path(best["encoders"]["audio"]).is_file()
+    # One W&B run id for the trial, continued by the retry. (The killed process's last row may
+    # be lost: W&B holds a row until the next step or finish.)
+    runs = [inspect_run(r) for r in offline_runs(out)]
+    assert runs and {(r["run_id"], r["group"], r["job_type"]) for r in runs} == {
+        ("smoke-audio_001", "smoke", "pretrain")
+    }
+    logged = {h["epoch"] for r in runs for h in r["history"] if "epoch" in h}
+    assert {1, 3} <= logged <= {1, 2, 3}
