@@ -61,7 +61,9 @@ def test_space_is_conditional_on_the_format_and_seeded() -> None:
     # Same keys for every format (W&B group-by), values inside the sweep file's ranges.
     assert set(audio[0]) == set(spec[0])
     assert all(
-        0.1 <= c["temperature"] <= 1.0 and c["probe_head"] in ("linear", "mlp")
+        0.1 <= c["temperature"] <= 1.0
+        and c["probe_head"] in ("linear", "mlp")
+        and c["projector"] in ("mlp", "linear", "none")
         for c in audio + spec
     )
     assert _suggest("audio", 0) == audio and _suggest("audio", 1) != audio
@@ -71,10 +73,12 @@ def test_trial_config_maps_names_to_config_keys() -> None:
     spec, base = load_sweep(SMOKE)
     cfg = trial_config(
         base,
-        {"format": "audio", "temperature": 0.2, "mask_size": None, "probe_head": "mlp"},
+        {"format": "audio", "temperature": 0.2, "mask_size": None, "probe_head": "mlp",
+         "projector": "none"},
         spec.param_keys(),
-    )
+    )  # fmt: skip
     assert cfg.train.temperature == 0.2 and cfg.train.val_head == "mlp"
+    assert cfg.model.projector == "none" and base.model.projector == "mlp"
     assert cfg.augment.spectrogram.freq_mask.size == base.augment.spectrogram.freq_mask.size
     assert load_config(None, "tiny").train.temperature != 0.2
 
@@ -173,7 +177,8 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(
     assert Path(best["encoders"]["spectrogram"]).is_file()
     # The fused-probe table is on the test split; the selection used validation only.
     rows = results["rows"]
-    assert rows and all(r["head"] == "linear" for r in rows)
+    # probe.heads is [linear]; the search tried mlp too (probe_head): both heads are compared.
+    assert {r["head"] for r in rows} == {"linear", "mlp"}
     assert results["validation_metric"] == VAL_METRIC
     for row in rows:  # test accuracy as the confusion matrix and the per-track record say
         cm = np.array(row["confusion_matrix"])
