@@ -4,7 +4,8 @@ The same config (the smoke sweep's, tiny models, validation at the last epoch on
 three times, one after the other:
 1. a plain local run (`pretrain_local`, no Ray),
 2. the only trial of a one-format Tune sweep with one worker: the loop in the trial's process,
-3. the same sweep with two workers: a Ray Train run (2 DDP workers, gloo) inside the trial.
+3. the same sweep with two workers: a Ray Train run (2 DDP workers, gloo) inside the trial, each
+   worker with half the batch (the same samples and steps as the plain run).
 
 `one_worker_trial_overhead` / `two_worker_trial_overhead` are the extra wall time over the plain
 run as a fraction of it (0.1 = 10 % slower). Ray's start (`ray.init`) is outside every timing:
@@ -13,7 +14,7 @@ a sweep pays it once. The first run warms the data cache and imports and is not 
     python benchmarks/ray_overhead.py [--format audio] [--epochs 4] [--steps 20]
         [--clips-per-class 40] [--batch-size 16]
 
-`--epochs 10 --steps 40` makes the plain run about a minute on a quiet 2-core machine.
+`--epochs 10 --steps 50` makes the plain run about a minute on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def _sweep(args: argparse.Namespace, cache: Path, workers: int) -> tuple[SweepSp
         "search.space.probe_head.choices=[linear]",
         "search.space.projector.choices=[mlp]",
         f"data.cache_dir={cache}",
-        f"train.batch_size={args.batch_size}",
+        # train.batch_size is per worker: two workers of half the batch see the same samples.
+        f"train.batch_size={args.batch_size // workers}",
         f"train.max_steps_per_epoch={args.steps}",
         f"data.probe.embedded.clips_per_class={args.clips_per_class}",
     ]

@@ -1,8 +1,8 @@
-"""Ray Tune + Optuna: one format's study (space, trial driver, tuner) and its best trial.
+"""Ray Tune + Optuna: one format's study (space, trainable, tuner) and its best trial.
 
     sweep file --> per format: OptunaSearch (TPE, seeded, define-by-run space) + ASHA
-               --> trial driver (a Tune function): one worker trains in the trial itself
-                   (mfclr.tune.trial); two or more = a Ray Train run per trial (launch)
+               --> trial driver (mfclr.tune.trial, a Tune function): one worker trains in the
+                   trial itself; two or more = a Ray Train run per trial
                --> best trial by the validation metric --> its encoders in best/
 
 The storage layout and what Ctrl-C / `--resume` do are described in `mfclr.tune.sweep`.
@@ -20,26 +20,21 @@ import optuna
 import yaml
 from ray import tune
 from ray.train import Checkpoint
-from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from mfclr.config import Config, build_config
+from mfclr.config import Config
 from mfclr.errors import ConfigError, MfclrError
 from mfclr.train.export import export_encoders
 from mfclr.train.loop import VAL_METRIC, Report
 from mfclr.train.ray import (
     KEEP_CHECKPOINTS,
-    TrainRun,
-    export_encoder,
-    finished_result,
-    launch,
     load_checkpoint,
     resolve_use_gpu,
     worker_resources,
 )
 from mfclr.tune.spec import SweepSpec
-from mfclr.tune.trial import run_trial
+from mfclr.tune.trial import trial_config, trial_driver  # noqa: F401 (trial_config: re-exported)
 
 log = logging.getLogger(__name__)
 DRIVER_MEMORY = 256 * 1024**2  # bytes reserved (for scheduling only) by a trial driver
@@ -79,54 +74,7 @@ def trial_name(trial: Any) -> str:
     return f"{trial.config['format']}_{int(trial.experiment_tag.split('_')[0]):03d}"
 
 
-def trial_config(base: Config, params: dict[str, Any], keys: dict[str, str]) -> Config:
-    """The base config with one trial's sampled values (None = not searched for this format)."""
-    over = {keys[n]: v for n, v in params.items() if n in keys and v is not None}
-    return base.with_overrides(over) if over else base
-
-
-# ----------------------------------------------------------------------------- trial driver
-
-
-class EvalReportCallback(TuneReportCallback):
-    """Forwards to Tune only the epochs that carry the validation metric (with the checkpoint
-    path): ASHA and Optuna read it from every result they get."""
-
-    def after_report(
-        self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Checkpoint | None
-    ) -> None:
-        if metrics and VAL_METRIC in metrics[0]:
-            super().after_report(run_context, metrics, checkpoint)
-
-
-def trial_driver(
-    config: dict[str, Any],
-    *,
-    base: dict[str, Any],
-    keys: dict[str, str],
-    train_storage: str,
-    tracking_dir: str | None = None,
-    group: str | None = None,
-    use_gpu: bool = False,
-    wrap_report: Callable[[Report], Report] | None = None,
-) -> None:
-    """One Tune trial: with one worker, the training loop in this process (`run_trial`);
-    with more, a Ray Train run named after the trial (resumed if it exists)."""
-    fmt = config["format"]
-    cfg = trial_config(build_config(base), config, keys)
-    name = tune.get_context().get_trial_name()
-    if cfg.ray.workers == 1:
-        run_trial(cfg, fmt, name=name, train_storage=train_storage, use_gpu=use_gpu,
-                  tracking_dir=tracking_dir, group=group, wrap_report=wrap_report)  # fmt: skip
-        return
-    done = finished_result(train_storage, name, cfg.train.epochs)
-    if done is not None and done.checkpoint is not None:
-        # Finished before an interruption reached Tune: report its final metrics once more.
-        tune.report({**done.metrics, "checkpoint_path": done.checkpoint.path})
-        return
-    run = TrainRun(storage_path=train_storage, name=name, use_gpu=use_gpu,
-                   tracking_dir=tracking_dir, group=group, wrap_report=wrap_report)  # fmt: skip
-    export_encoder(launch(cfg, fmt, run, callbacks=[EvalReportCallback()]), fmt)
+# ----------------------------------------------------------------------------- trainable
 
 
 def _trainable(

@@ -1,4 +1,9 @@
-"""A one-worker Tune trial: the training loop runs in the trial's own process.
+"""A Tune trial (`trial_driver`, the function trainable): with one worker the training loop runs in
+the trial's own process; with two or more it is a Ray Train run (`mfclr.train.ray.launch`).
+
+This module holds everything a trial process needs and nothing the sweep's driver alone needs
+(Optuna, the searcher, the scheduler): each trial is a fresh process that imports it, and those
+imports are a share of what a trial costs over a plain run.
 
 A Ray Train run costs a worker group, a placement group and a controller per trial (~25 s on 2
 cores, for a worker that could as well be the trial itself). With `ray.workers == 1` the trial
@@ -14,7 +19,8 @@ calls `mfclr.train.loop.pretrain` directly:
 - The frozen encoder(s) go where a Ray Train trial puts them: `<train_storage>/<trial>/encoder.pt`.
 - W&B: the same run (`run_tracker`, id stable per trial) as a Ray Train trial's rank 0.
 
-Two or more workers keep the Ray Train path (`mfclr.tune.search.trial_driver`).
+Two or more workers: the Ray Train run `<train_storage>/<trial>` (checkpoints every epoch,
+restarts its own worker group), rank 0's validation epochs forwarded by `EvalReportCallback`.
 """
 
 from __future__ import annotations
@@ -28,18 +34,34 @@ from typing import Any
 import pyarrow.fs
 import torch
 from ray import tune
+from ray.train import Checkpoint
+from ray.tune.integration.ray_train import TuneReportCallback
 
 from mfclr import checkpoint as ckpt
-from mfclr.config import Config
+from mfclr.config import Config, build_config
 from mfclr.errors import CheckpointError
 from mfclr.io import is_remote
 from mfclr.probe.validate import make_validate
 from mfclr.tracking import tracking_reporter
 from mfclr.train.export import export_encoders
 from mfclr.train.loop import VAL_METRIC, Report, epoch_line, pretrain
-from mfclr.train.ray import CHECKPOINT_FILE, load_checkpoint, run_tracker
+from mfclr.train.ray import (
+    CHECKPOINT_FILE,
+    TrainRun,
+    export_encoder,
+    finished_result,
+    launch,
+    load_checkpoint,
+    run_tracker,
+)
 
 log = logging.getLogger(__name__)
+
+
+def trial_config(base: Config, params: dict[str, Any], keys: dict[str, str]) -> Config:
+    """The base config with one trial's sampled values (None = not searched for this format)."""
+    over = {keys[n]: v for n, v in params.items() if n in keys and v is not None}
+    return base.with_overrides(over) if over else base
 
 
 class TrialReport:
@@ -117,3 +139,44 @@ def run_trial(
     if reporter.state is None:
         raise CheckpointError(f"trial '{name}' trained no epoch; nothing to export")
     return _export(reporter.state, fs, folder)
+
+
+class EvalReportCallback(TuneReportCallback):
+    """Forwards to Tune only the epochs that carry the validation metric (with the checkpoint
+    path): ASHA and Optuna read it from every result they get."""
+
+    def after_report(
+        self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Checkpoint | None
+    ) -> None:
+        if metrics and VAL_METRIC in metrics[0]:
+            super().after_report(run_context, metrics, checkpoint)
+
+
+def trial_driver(
+    config: dict[str, Any],
+    *,
+    base: dict[str, Any],
+    keys: dict[str, str],
+    train_storage: str,
+    tracking_dir: str | None = None,
+    group: str | None = None,
+    use_gpu: bool = False,
+    wrap_report: Callable[[Report], Report] | None = None,
+) -> None:
+    """One Tune trial: with one worker, the training loop in this process (`run_trial`);
+    with more, a Ray Train run named after the trial (resumed if it exists)."""
+    fmt = config["format"]
+    cfg = trial_config(build_config(base), config, keys)
+    name = tune.get_context().get_trial_name()
+    if cfg.ray.workers == 1:
+        run_trial(cfg, fmt, name=name, train_storage=train_storage, use_gpu=use_gpu,
+                  tracking_dir=tracking_dir, group=group, wrap_report=wrap_report)  # fmt: skip
+        return
+    done = finished_result(train_storage, name, cfg.train.epochs)
+    if done is not None and done.checkpoint is not None:
+        # Finished before an interruption reached Tune: report its final metrics once more.
+        tune.report({**done.metrics, "checkpoint_path": done.checkpoint.path})
+        return
+    run = TrainRun(storage_path=train_storage, name=name, use_gpu=use_gpu,
+                   tracking_dir=tracking_dir, group=group, wrap_report=wrap_report)  # fmt: skip
+    export_encoder(launch(cfg, fmt, run, callbacks=[EvalReportCallback()]), fmt)
