@@ -14,7 +14,7 @@ a sweep pays it once. The first run warms the data cache and imports and is not 
     python benchmarks/ray_overhead.py [--format audio] [--epochs 4] [--steps 20]
         [--clips-per-class 40] [--batch-size 16]
 
-`--epochs 10 --steps 50` makes the plain run about a minute on a 2-core machine.
+`--epochs 50` makes the plain run about a minute on a 2-core machine (an epoch is ~12 steps).
 """
 
 from __future__ import annotations
