@@ -29,6 +29,7 @@ from mfclr.train.export import export_encoders
 from mfclr.train.loop import VAL_METRIC, Report
 from mfclr.train.ray import (
     KEEP_CHECKPOINTS,
+    init_ray,
     load_checkpoint,
     resolve_use_gpu,
     worker_resources,
@@ -84,6 +85,7 @@ def _trainable(
     tracking_dir: str | None,
     wrap_report: Callable[[Report], Report] | None = None,
 ) -> Any:
+    init_ray()  # train.device auto asks the cluster whether it has GPUs
     gpu = resolve_use_gpu(base, None)
     driver = tune.with_parameters(
         trial_driver,
