@@ -96,7 +96,14 @@ def test_resume_with_another_search_space_is_refused(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def ray_address() -> Iterator[str]:
     ray.cloudpickle.register_pickle_by_value(faults)  # trials do not have tests/ on their path
-    ctx = ray.init(num_cpus=2, include_dashboard=True, log_to_driver=False, configure_logging=False)
+    with pytest.MonkeyPatch.context() as mp:
+        # A W&B service an earlier test started in this process would be inherited by every
+        # trial process, and a killed trial's run id stays registered there: a retry would
+        # find it "in use". Trials start their own, as under `mfclr sweep`.
+        mp.delenv("WANDB_SERVICE", raising=False)
+        ctx = ray.init(
+            num_cpus=2, include_dashboard=True, log_to_driver=False, configure_logging=False
+        )
     yield ctx.address_info["gcs_address"]
     ray.shutdown()
 
