@@ -5,7 +5,8 @@ run shares one budget, `--budget-s`); a failing check does not stop the others:
 
 - `cuda_tests`: the tests marked `cuda` (skipped without a device), `pytest -m cuda`;
 - `ray_train`: `mfclr pretrain --workers 1 --use-gpu` (Ray Train, one worker, nccl), tiny preset;
-- `sweep`: `mfclr sweep sweeps/gpu_check.yaml` (2 trials, `gpus_per_worker: 1`), tiny preset;
+- `sweep`: `mfclr sweep sweeps/gpu_check.yaml` (2 one-worker trials, each training in its own
+  process on one GPU, `gpus_per_worker: 1`; no process group), tiny preset;
 - `throughput`: `benchmarks/throughput.py` on the GPU: augmentation speed-up over one CPU core
   of audiomentations (target >= 50), pipeline efficiency (>= 0.9), GPU utilisation, peak memory;
 - `step_times`: `benchmarks/step_times.py`, ms per step with bf16, channels_last and
@@ -148,6 +149,8 @@ def _judge_backend(run: Run, check: Check, out: dict[str, Any]) -> None:
     names = backends_in_logs(run, Path(check.ctx["ray_tmp"]))
     expected = check.ctx["backend"]
     out.update(backend_expected=expected, backend_seen=names or None)
+    if expected is None:  # no Ray Train run: nothing to judge
+        return
     if run.rc == 0 and out.get("status") != "failed" and names != [expected]:
         seen = ", ".join(names) or "none"
         out.update(status="failed", reason=f"Ray Train's logs name backend {seen}, not {expected}")
@@ -283,6 +286,8 @@ def build_checks(args: argparse.Namespace, cuda: bool) -> list[Check]:
     ray_tmp = {n: Path(tempfile.gettempdir()) / f"gcr-{os.getpid()}-{n[0]}" for n in RAY_CHECKS}
     for name in ray_tmp:
         ctx[name].update(ray_tmp=ray_tmp[name], backend="nccl" if cuda else "gloo")
+    # One-worker trials train in the trial's own process (mfclr.tune.trial): no process group.
+    ctx["sweep"]["backend"] = None
     prepare = {  # start from scratch: an old sweep's state would be refused without --resume
         "ray_train": lambda: _fresh(run_dir, ray_tmp["ray_train"]),
         "sweep": lambda: _fresh(sweep_dir, ray_tmp["sweep"]),

@@ -1,12 +1,20 @@
-"""What Ray costs and buys on this machine; prints one JSON line at the end.
+"""What a Tune trial costs over the plain run of the same work; prints one JSON line at the end.
 
-1. Pretraining throughput (samples/s, mean over epochs after the first) of the same config as a
-   Ray Train run with 1 and with 2 workers (CPU, gloo, one CPU each).
-2. Wall time of one config as a plain local run (no Ray), as a Ray Train run (1 worker), and as
-   a one-trial Tune sweep (trial driver + Train run + Tune bookkeeping): the Tune/plain ratio is
-   the overhead a sweep trial pays.
+The same config (the smoke sweep's, tiny models, validation at the last epoch only) is trained
+three times, one after the other:
+1. a plain local run (`pretrain_local`, no Ray),
+2. the only trial of a one-format Tune sweep with one worker: the loop in the trial's process,
+3. the same sweep with two workers: a Ray Train run (2 DDP workers, gloo) inside the trial, each
+   worker with half the batch (the same samples and steps as the plain run).
 
-    python benchmarks/ray_overhead.py [--format audio] [--epochs 4] [--clips-per-class 40]
+`one_worker_trial_overhead` / `two_worker_trial_overhead` are the extra wall time over the plain
+run as a fraction of it (0.1 = 10 % slower). Ray's start (`ray.init`) is outside every timing:
+a sweep pays it once. The first run warms the data cache and imports and is not timed.
+
+    python benchmarks/ray_overhead.py [--format audio] [--epochs 4] [--steps 20]
+        [--clips-per-class 40] [--batch-size 16]
+
+`--epochs 50` makes the plain run about a minute on a 2-core machine (an epoch is ~12 steps).
 """
 
 from __future__ import annotations
@@ -14,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -23,109 +30,87 @@ from typing import Any
 import ray
 import torch
 
-from mfclr.config import Config, load_config
+from mfclr.config import Config
 from mfclr.train.local import pretrain_local
-from mfclr.train.ray import TrainRun, launch, load_checkpoint
 from mfclr.tune.search import tune_format
-from mfclr.tune.spec import load_sweep
+from mfclr.tune.spec import SweepSpec, load_sweep
 
 SMOKE = Path(__file__).resolve().parents[1] / "sweeps" / "smoke.yaml"
 
 
-def _config(args: argparse.Namespace, cache: Path) -> Config:
-    return load_config(
-        None,
-        "tiny",
-        {
-            "data.cache_dir": str(cache),
-            "train.epochs": args.epochs,
-            "train.eval_every": 0,
-            "train.batch_size": 16,
-            "data.probe.embedded.clips_per_class": args.clips_per_class,
-        },
-    )
-
-
-def _throughput(cfg: Config, fmt: str, workers: int, storage: Path) -> dict[str, float]:
-    t0 = time.perf_counter()
-    cfg = cfg.with_overrides({"ray.workers": workers, "ray.max_failures": 0})
-    result = launch(cfg, fmt, TrainRun(str(storage), f"throughput_{workers}", use_gpu=False))
-    wall = time.perf_counter() - t0
-    history = load_checkpoint(result.checkpoint, fmt)["history"]
-    steady = [h["samples_per_s"] for h in history[1:]] or [history[0]["samples_per_s"]]
-    return {"samples_per_s": statistics.mean(steady), "wall_s": wall}
-
-
-def _overhead(args: argparse.Namespace, cfg: Config, root: Path) -> dict[str, float]:
-    t0 = time.perf_counter()
-    pretrain_local(cfg, args.format, root / "plain", progress=False)
-    plain = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    one = cfg.with_overrides({"ray.workers": 1, "ray.max_failures": 0})
-    launch(one, args.format, TrainRun(str(root / "train"), "one_worker", use_gpu=False))
-    train = time.perf_counter() - t0
-    # The same config as the only trial of a sweep: no validation metric is needed by the
-    # plain run, but a trial must report one, so both sides evaluate every epoch.
+def _sweep(args: argparse.Namespace, cache: Path, workers: int) -> tuple[SweepSpec, Config]:
     overrides = [
         f"formats=[{args.format}]",
         "budget.trials=1",
         f"budget.epochs={args.epochs}",
-        "budget.grace_period=1",
-        "resources.workers=1",
-        f"data.cache_dir={cfg.data.cache_dir}",
-        "train.batch_size=16",
+        f"budget.grace_period={args.epochs}",
+        f"resources.workers={workers}",
+        "resources.max_failures=0",
+        # The trial must report a validation metric; once, at the end, keeps it a small share.
+        f"search.eval_every={args.epochs}",
+        # The plain run's choices, so the three runs do the same work.
+        "search.space.probe_head.choices=[linear]",
+        "search.space.projector.choices=[mlp]",
+        f"data.cache_dir={cache}",
+        # train.batch_size is per worker: two workers of half the batch see the same samples.
+        f"train.batch_size={args.batch_size // workers}",
+        f"train.max_steps_per_epoch={args.steps}",
         f"data.probe.embedded.clips_per_class={args.clips_per_class}",
     ]
-    spec, base = load_sweep(SMOKE, overrides)
+    return load_sweep(SMOKE, overrides)
+
+
+def _plain(base: Config, fmt: str, folder: Path) -> dict[str, float]:
     t0 = time.perf_counter()
-    pretrain_local(base, args.format, root / "plain_eval", progress=False)
-    plain_eval = time.perf_counter() - t0
+    pretrain_local(base, fmt, folder, progress=False)
+    wall = time.perf_counter() - t0
+    last = json.loads((folder / "metrics.jsonl").read_text().splitlines()[-1])
+    return {"wall_s": wall, "samples_per_s": last["samples_per_s"]}
+
+
+def _trial(spec: SweepSpec, base: Config, fmt: str, storage: Path) -> dict[str, float]:
     t0 = time.perf_counter()
-    tune_format(spec, base, args.format, str(root / "tune"), resume=False, verbose=0)
-    tuned = time.perf_counter() - t0
-    return {
-        "plain_run_s": plain,
-        "train_run_1_worker_s": train,
-        "plain_run_with_eval_s": plain_eval,
-        "tune_trial_s": tuned,
-        "train_vs_plain_overhead": train / plain,
-        "tune_trial_vs_plain_overhead": tuned / plain_eval,
-        "tune_trial_extra_s": tuned - plain_eval,  # Ray's fixed start/stop cost, mostly
-    }
+    grid = tune_format(spec, base, fmt, str(storage), resume=False, verbose=0)
+    wall = time.perf_counter() - t0
+    (result,) = list(grid)
+    if result.error is not None:
+        raise RuntimeError(f"the benchmark trial failed: {result.error}")
+    return {"wall_s": wall, "samples_per_s": result.metrics["samples_per_s"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--format", default="audio", choices=["audio", "spectrogram"])
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=20, help="optimiser steps per epoch (cap)")
     parser.add_argument("--clips-per-class", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
-    # Ray gives a 1-CPU worker one intra-op thread (OMP_NUM_THREADS=1); the plain runs get the
-    # same, so the ratios measure Ray, not threading.
+    # Ray gives a 1-CPU worker or trial one intra-op thread (OMP_NUM_THREADS=1); the plain run
+    # gets the same, so the ratios measure Ray, not threading.
     torch.set_num_threads(1)
     ray.init(num_cpus=2, include_dashboard=True, log_to_driver=False)
-    out: dict[str, Any] = {
-        "format": args.format,
-        "epochs": args.epochs,
-        "loadavg_1min_start": os.getloadavg()[0],
-    }
+    out: dict[str, Any] = {"format": args.format, "epochs": args.epochs, "steps": args.steps,
+                           "loadavg_1min_start": os.getloadavg()[0]}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="mfclr-bench-") as tmp:
         root = Path(tmp)
-        cfg = _config(args, root / "cache")
-        pretrain_local(cfg, args.format, root / "warmup", progress=False)  # data cache, imports
-        one = _throughput(cfg, args.format, 1, root / "tp")
-        two = _throughput(cfg, args.format, 2, root / "tp")
-        out.update(
-            {
-                "workers_1_samples_per_s": one["samples_per_s"],
-                "workers_2_samples_per_s": two["samples_per_s"],
-                "workers_1_wall_s": one["wall_s"],
-                "workers_2_wall_s": two["wall_s"],
-                "workers_2_vs_1_samples_per_s": two["samples_per_s"] / one["samples_per_s"],
-            }
-        )
-        out.update(_overhead(args, cfg, root))
+        spec_one, base = _sweep(args, root / "cache", workers=1)
+        spec_two, base_two = _sweep(args, root / "cache", workers=2)
+        pretrain_local(base.with_overrides({"train.epochs": 1}), args.format, root / "warmup",
+                       progress=False)  # fmt: skip
+        runs = {
+            "plain": _plain(base, args.format, root / "plain"),
+            "one_worker_trial": _trial(spec_one, base, args.format, root / "one"),
+            "two_worker_trial": _trial(spec_two, base_two, args.format, root / "two"),
+        }
     ray.shutdown()
+    plain = runs["plain"]["wall_s"]
+    for name, r in runs.items():
+        out[f"{name}_s"] = r["wall_s"]
+        out[f"{name}_samples_per_s"] = r["samples_per_s"]
+    for name in ("one_worker_trial", "two_worker_trial"):
+        out[f"{name}_extra_s"] = runs[name]["wall_s"] - plain
+        out[f"{name}_overhead"] = (runs[name]["wall_s"] - plain) / plain
     out["loadavg_1min_end"] = os.getloadavg()[0]
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}))
 

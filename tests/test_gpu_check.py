@@ -65,6 +65,7 @@ def test_on_cpu_the_checks_are_tiny_and_ask_for_no_gpu(tmp_path: Path) -> None:
     assert "RAY_TMPDIR" not in checks["cuda_tests"].env
     gpu = {c.name: c for c in gc.build_checks(gc.parse_args(["--out", str(tmp_path)]), cuda=True)}
     assert "--use-gpu" in gpu["ray_train"].cmd and gpu["ray_train"].ctx["backend"] == "nccl"
+    assert gpu["sweep"].ctx["backend"] is None  # one-worker trials: no Ray Train process group
     assert "resources.gpus_per_worker=0" not in gpu["sweep"].cmd
     assert "inductor" in gpu["step_times"].cmd and "each" in gpu["step_times"].cmd
     assert "full" in checks["step_times"].cmd

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from mfclr.errors import ConfigError
 from mfclr.heads import ProbeHead, Projector
 
 
@@ -19,6 +20,17 @@ def test_projector_shape_and_layout() -> None:
     assert proj(torch.randn(5, 16)).shape == (5, 8)
     assert [type(m) for m in proj.net] == [nn.Linear, nn.ReLU, nn.Linear]
     assert _n_params(proj) == 16 * 32 + 32 + 32 * 8 + 8
+
+
+def test_linear_and_no_projector_for_the_ablation() -> None:
+    torch.manual_seed(0)
+    linear, none = Projector(16, 32, 8, kind="linear"), Projector(16, 32, 8, kind="none")
+    h = torch.randn(5, 16)
+    assert linear(h).shape == (5, 8) and linear.out_dim == 8
+    assert _n_params(linear) == 16 * 8 + 8
+    assert torch.equal(none(h), h) and none.out_dim == 16 and none.state_dict() == {}
+    with pytest.raises(ConfigError, match="unknown projector 'deep'; choose one of mlp"):
+        Projector(16, 32, 8, kind="deep")
 
 
 @pytest.mark.parametrize(

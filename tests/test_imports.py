@@ -28,7 +28,13 @@ LAYERS: list[tuple[str, ...]] = [
     ("mfclr.run",),
     ("mfclr.cli", "mfclr.__main__", "mfclr"),
 ]
-RAY_ALLOWED = ("mfclr.train.ray", "mfclr.tune.search", "mfclr.tune.study", "mfclr.tune.sweep")
+RAY_ALLOWED = (
+    "mfclr.train.ray",
+    "mfclr.tune.search",
+    "mfclr.tune.study",
+    "mfclr.tune.sweep",
+    "mfclr.tune.trial",
+)
 WANDB_ALLOWED = ("mfclr.tracking",)
 TORCH_FREE = ("mfclr.config", "mfclr.tune.spec", "mfclr.report.results", "mfclr.report.markdown")
 

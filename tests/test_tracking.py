@@ -24,7 +24,8 @@ GROUP = "sweep-test"
 
 
 def _cfg(**tracking_kw: Any) -> Config:
-    return build_config({"train": {"epochs": 3, "temperature": 0.3}, "tracking": tracking_kw})
+    return build_config({"train": {"epochs": 3, "temperature": 0.3},
+                         "model": {"projector": "linear"}, "tracking": tracking_kw})  # fmt: skip
 
 
 def _rows() -> list[dict[str, Any]]:
@@ -95,6 +96,7 @@ def test_pretrain_run_has_group_tags_config_and_history(written: dict[str, Any])
     assert cfg["temperature"] == 0.3 and cfg["mask_size"] == 24 and cfg["time_mask_size"] == 40
     assert cfg["format"] == "spectrogram" and cfg["fusion"] is None and cfg["git_sha"] == "abc123"
     assert cfg["config"]["train"]["epochs"] == 3  # the full nested config rides along
+    assert cfg["projector"] == "linear" and cfg["config"]["model"]["projector"] == "linear"
     rows = [r for r in run["history"] if "loss" in r]
     assert [r["_step"] for r in rows] == [1, 2, 3]
     assert [r["loss"] for r in rows] == [4.0, 3.0, 2.0]

@@ -25,6 +25,7 @@ from mfclr.config.sections import (  # noqa: F401 (re-exported: one import path)
     HEAD_NAMES,
     PRESET_DIR,
     PRETRAIN_FORMATS,
+    PROJECTOR_NAMES,
     RESERVED_SET_NAMES,
     SPLITS,
     AudioAugConfig,

@@ -28,6 +28,8 @@ COMPARE_PREFIXES: tuple[str, ...] = ("train.", "augment.", "model.projector")
 # config checks names here, without importing torch.
 FUSION_NAMES: tuple[str, ...] = ("concat", "average", "weighted", "gated")
 HEAD_NAMES: tuple[str, ...] = ("linear", "mlp")  # probe-head kinds (mfclr/heads.py ProbeHead)
+# Projection heads g(h) the contrastive loss sees (mfclr/heads.py Projector): SimCLR's ablation.
+PROJECTOR_NAMES: tuple[str, ...] = ("mlp", "linear", "none")
 # The dataset splits, in order: probes fit on train, choose settings on valid, report on test.
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 
@@ -252,8 +254,12 @@ class ResNetConfig(_Section):
 class ModelConfig(_Section):
     samplecnn: SampleCNNConfig = SampleCNNConfig()
     resnet: ResNetConfig = ResNetConfig()
-    projector_hidden: int = Field(512, ge=1)
-    projector_dim: int = Field(128, ge=1)
+    # The projection head g(h) under the loss (SimCLR's ablation): `mlp` Linear-ReLU-Linear
+    # (projector_hidden units, the paper's), `linear` one Linear, `none` the loss on h itself.
+    # Only the encoder is exported: the head shapes what h learns, not what is probed.
+    projector: Literal["mlp", "linear", "none"] = "mlp"
+    projector_hidden: int = Field(512, ge=1)  # mlp only
+    projector_dim: int = Field(128, ge=1)  # z's size (mlp, linear); none: z = h
 
 
 # ----------------------------------------------------------------------------- training

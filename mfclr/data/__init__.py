@@ -14,7 +14,7 @@ from mfclr.data.cache import load_dataset, prepare_dataset
 from mfclr.data.clips import PairDataset, chunk_starts, iter_track_chunks, make_loader
 from mfclr.data.embedded import generate_embedded
 from mfclr.data.store import PreparedDataset, Split
-from mfclr.data.synthetic import GENRES
+from mfclr.data.synthetic.genres import GENRES
 
 __all__ = [
     "AUDIO_EXTENSIONS",

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from mfclr.errors import AudioError
 
@@ -60,6 +59,10 @@ def resample(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndar
     """Polyphase resampling of a float32 (T,) waveform; returns (round(T * target / source),)."""
     if source_rate == target_rate:
         return samples
+    # Imported here: scipy.signal costs each process (a Tune trial, a Ray Train worker) a second
+    # or more at start, and a cached dataset is never resampled again.
+    from scipy.signal import resample_poly
+
     g = math.gcd(source_rate, target_rate)
     out = resample_poly(samples, target_rate // g, source_rate // g)
     return out.astype(np.float32, copy=False)

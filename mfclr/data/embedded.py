@@ -22,7 +22,7 @@ from tqdm import tqdm
 from mfclr.config import SPLITS, EmbeddedData
 from mfclr.data.audio_io import write_audio
 from mfclr.data.listing import stratified_split, write_split_files
-from mfclr.data.synthetic import GENRES, render_clip
+from mfclr.data.synthetic.genres import GENRES
 from mfclr.errors import DataError
 from mfclr.io import check_writable_dir, fsync_dir, storage_error, temp_name
 from mfclr.progress import enabled as progress_enabled
@@ -65,6 +65,10 @@ def _is_complete(root: Path, params: dict[str, Any]) -> bool:
 
 
 def _write_all(tmp: Path, params: dict[str, Any], progress: bool) -> None:
+    # Imported here: the synthesiser pulls in scipy.signal, a second or more at the start of
+    # every process (a Tune trial, a Ray Train worker) that only reads the written clips.
+    from mfclr.data.synthetic import render_clip
+
     genres, per_class = params["genres"], params["clips_per_class"]
     sr, seconds, seed = params["sample_rate"], params["seconds"], params["seed"]
     rel_paths, labels = [], []

@@ -25,7 +25,7 @@ MODES = ("offline", "online", "disabled")
 _MODE_ALIASES = {"dryrun": "offline", "run": "online"}  # older WANDB_MODE spellings
 FLAT_KEYS = (
     "format", "fusion", "head", "encoders", "temperature", "mask_size", "time_mask_size",
-    "weight_decay", "lr", "epochs", "batch_size", "dataset", "seed", "git_sha",
+    "weight_decay", "lr", "epochs", "batch_size", "projector", "dataset", "seed", "git_sha",
 )  # fmt: skip
 _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
 KEY_FILE_ENV = "WANDB_API_KEY_FILE"
@@ -71,6 +71,7 @@ def run_config(
         "lr": tc.lr,
         "epochs": tc.epochs,
         "batch_size": tc.batch_size,
+        "projector": cfg.model.projector,
         "dataset": dataset,
         "seed": tc.seed,
         "git_sha": git_sha,

@@ -24,7 +24,8 @@ class ContrastiveModel(nn.Module):
     def forward(
         self, views: torch.Tensor | dict[str, torch.Tensor], with_features: bool = False
     ) -> Any:
-        """(N, ...) encoder input -> z (N, projector_dim); or a dict of those per format.
+        """(N, ...) encoder input -> z (N, projector_dim; num_features without a projector), or
+        a dict of those per format.
         `with_features`: (h, z) instead, h being the encoder output (N, num_features)."""
         if isinstance(views, torch.Tensor):
             (fmt,) = self.encoders.keys()
@@ -46,7 +47,7 @@ def build_model(cfg: Config, fmt: str) -> ContrastiveModel:
     encoders = {f: build_encoder(f, cfg.model) for f in components(fmt)}
     m = cfg.model
     projectors = {
-        f: Projector(e.num_features, m.projector_hidden, m.projector_dim)
+        f: Projector(e.num_features, m.projector_hidden, m.projector_dim, kind=m.projector)
         for f, e in encoders.items()
     }
     return ContrastiveModel(encoders, projectors)

@@ -132,24 +132,30 @@ def train_worker(config: dict[str, Any]) -> None:
     report: Report = RayReport(fmt, cfg.train.epochs, start)
     if config.get("wrap_report") is not None:
         report = config["wrap_report"](report)
-    with _tracker(cfg, fmt, config) as tracker:
+    tracker = run_tracker(cfg, fmt, name=config["name"], group=config["group"],
+                          tracking_dir=config.get("tracking_dir"))  # fmt: skip
+    with tracker:
         pretrain(cfg, fmt, tracking_reporter(tracker, report), validate=make_validate(cfg),
                  initial_state=state, device=device, progress=False)  # fmt: skip
 
 
-def _tracker(cfg: Config, fmt: str, config: dict[str, Any]) -> Any:
-    """The W&B run of this Ray Train run, on rank 0 only (a no-op elsewhere or when off).
+def run_tracker(
+    cfg: Config, fmt: str, *, name: str, group: str | None, tracking_dir: str | None
+) -> Any:
+    """The W&B run of a Ray Train run or Tune trial `name`, on rank 0 only (a no-op elsewhere
+    or without `tracking_dir`).
 
-    Its id is stable per run name, so a restarted worker group continues the same W&B run.
+    Its id is stable per (group, name), so a restarted worker group or a retried trial continues
+    the same W&B run.
     """
-    if not config.get("tracking_dir"):
+    if not tracking_dir:
         return NullTracker()
-    group, name = config["group"] or config["name"], config["name"]
+    group = group or name
     info = RunInfo(
         job_type="pretrain",
         name=f"{group}-{name}",
         run_id=safe_run_id(group, name),
-        dir=config["tracking_dir"],
+        dir=tracking_dir,
         dataset=cfg.data.probe.kind,
         group=group,
         fmt=fmt,
@@ -160,7 +166,9 @@ def _tracker(cfg: Config, fmt: str, config: dict[str, Any]) -> Any:
 # ----------------------------------------------------------------------------- driver side
 
 
-def _use_gpu(cfg: Config, use_gpu: bool | None) -> bool:
+def resolve_use_gpu(cfg: Config, use_gpu: bool | None) -> bool:
+    """Whether a run's workers use GPUs: `use_gpu` checked against cfg (None: decide from
+    train.device, `auto` = when the cluster has GPUs)."""
     if cfg.ray.gpus_per_worker == 0:
         if use_gpu:
             raise ConfigError("GPUs were requested but ray.gpus_per_worker is 0; raise it")
@@ -179,6 +187,12 @@ def _use_gpu(cfg: Config, use_gpu: bool | None) -> bool:
     return cfg.train.device == "auto" and ray.cluster_resources().get("GPU", 0) > 0
 
 
+def worker_resources(cfg: Config, gpu: bool) -> dict[str, float]:
+    """What one worker holds: cfg.ray's CPUs, and its GPUs when the run uses GPUs."""
+    r = cfg.ray
+    return {"CPU": r.cpus_per_worker, **({"GPU": r.gpus_per_worker} if gpu else {})}
+
+
 def finished_result(storage_path: str, name: str, epochs: int) -> ray.train.Result | None:
     """The stored result of a run that already finished `epochs` epochs, else None."""
     path = f"{storage_path.rstrip('/')}/{name}"
@@ -192,7 +206,6 @@ def finished_result(storage_path: str, name: str, epochs: int) -> ray.train.Resu
 
 def _trainer(cfg: Config, fmt: str, run: TrainRun, gpu: bool, storage: str, callbacks: Any):
     r = cfg.ray
-    resources = {"CPU": r.cpus_per_worker, **({"GPU": r.gpus_per_worker} if gpu else {})}
     worker_config = {
         "cfg": cfg.to_dict(),
         "fmt": fmt,
@@ -207,7 +220,7 @@ def _trainer(cfg: Config, fmt: str, run: TrainRun, gpu: bool, storage: str, call
         train_loop_config=worker_config,
         torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
         scaling_config=ScalingConfig(
-            num_workers=r.workers, use_gpu=gpu, resources_per_worker=resources
+            num_workers=r.workers, use_gpu=gpu, resources_per_worker=worker_resources(cfg, gpu)
         ),
         run_config=RunConfig(
             name=run.name,
@@ -231,7 +244,7 @@ def launch(
     """
     init_ray()
     cfg = absolute_paths(cfg)
-    gpu = _use_gpu(cfg, run.use_gpu)
+    gpu = resolve_use_gpu(cfg, run.use_gpu)
     sp = run.storage_path
     storage = sp if is_remote(sp) else str(Path(sp).resolve())
     done = finished_result(storage, run.name, cfg.train.epochs)

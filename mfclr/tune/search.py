@@ -1,7 +1,8 @@
-"""Ray Tune + Optuna: one format's study (space, trial driver, tuner) and its best trial.
+"""Ray Tune + Optuna: one format's study (space, trainable, tuner) and its best trial.
 
     sweep file --> per format: OptunaSearch (TPE, seeded, define-by-run space) + ASHA
-               --> trial driver (a Tune function) --> launch(...) = a Ray Train run per trial
+               --> trial driver (mfclr.tune.trial, a Tune function): one worker trains in the
+                   trial itself; two or more = a Ray Train run per trial
                --> best trial by the validation metric --> its encoders in best/
 
 The storage layout and what Ctrl-C / `--resume` do are described in `mfclr.tune.sweep`.
@@ -10,6 +11,7 @@ The storage layout and what Ctrl-C / `--resume` do are described in `mfclr.tune.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -18,17 +20,23 @@ import optuna
 import yaml
 from ray import tune
 from ray.train import Checkpoint
-from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from mfclr.config import Config, build_config
+from mfclr.config import Config
 from mfclr.errors import ConfigError, MfclrError
 from mfclr.train.export import export_encoders
-from mfclr.train.loop import VAL_METRIC
-from mfclr.train.ray import TrainRun, export_encoder, finished_result, launch, load_checkpoint
+from mfclr.train.loop import VAL_METRIC, Report
+from mfclr.train.ray import (
+    KEEP_CHECKPOINTS,
+    init_ray,
+    load_checkpoint,
+    resolve_use_gpu,
+    worker_resources,
+)
 from mfclr.tune.spec import SweepSpec
 from mfclr.tune.study import TIME_ATTR, StudyMirror, space_distributions, study_file, study_name
+from mfclr.tune.trial import trial_config, trial_driver  # noqa: F401 (trial_config: re-exported)
 
 log = logging.getLogger(__name__)
 DRIVER_MEMORY = 256 * 1024**2  # bytes reserved (for scheduling only) by a trial driver
@@ -67,49 +75,18 @@ def trial_name(trial: Any) -> str:
     return f"{trial.config['format']}_{int(trial.experiment_tag.split('_')[0]):03d}"
 
 
-def trial_config(base: Config, params: dict[str, Any], keys: dict[str, str]) -> Config:
-    """The base config with one trial's sampled values (None = not searched for this format)."""
-    over = {keys[n]: v for n, v in params.items() if n in keys and v is not None}
-    return base.with_overrides(over) if over else base
+# ----------------------------------------------------------------------------- trainable
 
 
-# ----------------------------------------------------------------------------- trial driver
-
-
-class EvalReportCallback(TuneReportCallback):
-    """Forwards to Tune only the epochs that carry the validation metric (with the checkpoint
-    path): ASHA and Optuna read it from every result they get."""
-
-    def after_report(
-        self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Checkpoint | None
-    ) -> None:
-        if metrics and VAL_METRIC in metrics[0]:
-            super().after_report(run_context, metrics, checkpoint)
-
-
-def trial_driver(
-    config: dict[str, Any],
-    *,
-    base: dict[str, Any],
-    keys: dict[str, str],
-    train_storage: str,
-    tracking_dir: str | None = None,
-    group: str | None = None,
-) -> None:
-    """One Tune trial: a Ray Train run named after the trial (resumed if it exists)."""
-    fmt = config["format"]
-    cfg = trial_config(build_config(base), config, keys)
-    name = tune.get_context().get_trial_name()
-    done = finished_result(train_storage, name, cfg.train.epochs)
-    if done is not None and done.checkpoint is not None:
-        # Finished before an interruption reached Tune: report its final metrics once more.
-        tune.report({**done.metrics, "checkpoint_path": done.checkpoint.path})
-        return
-    run = TrainRun(storage_path=train_storage, name=name, tracking_dir=tracking_dir, group=group)
-    export_encoder(launch(cfg, fmt, run, callbacks=[EvalReportCallback()]), fmt)
-
-
-def _trainable(spec: SweepSpec, base: Config, storage: str, tracking_dir: str | None) -> Any:
+def _trainable(
+    spec: SweepSpec,
+    base: Config,
+    storage: str,
+    tracking_dir: str | None,
+    wrap_report: Callable[[Report], Report] | None = None,
+) -> Any:
+    init_ray()  # train.device auto asks the cluster whether it has GPUs
+    gpu = resolve_use_gpu(base, None)
     driver = tune.with_parameters(
         trial_driver,
         base=base.to_dict(),
@@ -117,11 +94,33 @@ def _trainable(spec: SweepSpec, base: Config, storage: str, tracking_dir: str | 
         train_storage=f"{storage}/{spec.name}/train",
         tracking_dir=tracking_dir,
         group=spec.name,
+        use_gpu=gpu,
+        wrap_report=wrap_report,
     )
-    # The driver only waits on its Train workers, which hold their own placement group. It asks
-    # for memory, not CPU (Tune refuses an empty request): a trial never takes the CPU its own
-    # workers need on a small cluster, and it fits on a head started with --num-cpus=0.
+    if base.ray.workers == 1:
+        # The trial is the worker: it holds the worker's CPUs (and GPU), so Tune's own
+        # accounting, with max_concurrent_trials, bounds how many train at once.
+        return tune.with_resources(driver, worker_resources(base, gpu))
+    # A Ray Train trial only waits on its workers, which hold their own placement group. It
+    # asks for memory, not CPU (Tune refuses an empty request): a trial never takes the CPU its
+    # own workers need on a small cluster, and it fits on a head started with --num-cpus=0.
     return tune.with_resources(driver, {"memory": DRIVER_MEMORY})
+
+
+def _run_config(
+    spec: SweepSpec, base: Config, fmt: str, storage: str, verbose: int, callbacks: Any
+) -> Any:
+    """Tune retries a failed one-worker trial from its last checkpoint; a Ray Train trial
+    retries its worker group itself (`ray.max_failures`), so Tune does not retry it again."""
+    in_process = base.ray.workers == 1
+    return tune.RunConfig(
+        name=fmt,
+        storage_path=f"{storage}/{spec.name}/tune",
+        verbose=verbose,
+        failure_config=tune.FailureConfig(max_failures=base.ray.max_failures if in_process else 0),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
+        callbacks=callbacks,
+    )
 
 
 def _space(spec: SweepSpec, fmt: str) -> Any:
@@ -144,6 +143,7 @@ def _new_tuner(
     verbose: int,
     tracking_dir: str | None,
     callbacks: list[Any] | None = None,
+    wrap_report: Callable[[Report], Report] | None = None,
 ) -> tune.Tuner:
     searcher = OptunaSearch(
         space=_space(spec, fmt),
@@ -161,7 +161,7 @@ def _new_tuner(
         reduction_factor=b.reduction_factor,
     )
     return tune.Tuner(
-        _trainable(spec, base, storage, tracking_dir),
+        _trainable(spec, base, storage, tracking_dir, wrap_report),
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=scheduler,
@@ -170,12 +170,7 @@ def _new_tuner(
             trial_name_creator=trial_name,
             trial_dirname_creator=trial_name,
         ),
-        run_config=tune.RunConfig(
-            name=fmt,
-            storage_path=f"{storage}/{spec.name}/tune",
-            verbose=verbose,
-            callbacks=callbacks,
-        ),
+        run_config=_run_config(spec, base, fmt, storage, verbose, callbacks),
     )
 
 
@@ -217,11 +212,13 @@ def tune_format(
     verbose: int = 1,
     tracking_dir: str | None = None,
     study_dir: str | Path | None = None,
+    wrap_report: Callable[[Report], Report] | None = None,
 ) -> tune.ResultGrid:
     """Run (or resume) one format's study; raises SweepInterrupted if it did not finish.
 
     With `tracking_dir`, each trial's rank 0 logs a W&B pretrain run there (group: the sweep).
     With `study_dir`, the study is mirrored to `<study_dir>/study-<fmt>.log` (mfclr.tune.study).
+    `wrap_report` wraps each trial's report callable (the tests' fault injection).
     """
     path = _study_path(spec, fmt, storage)
     mirror = study_mirror(spec, fmt, study_dir) if study_dir is not None else None
@@ -233,13 +230,13 @@ def tune_format(
             mirror.rebuild(tune.ExperimentAnalysis(path))
         tuner = tune.Tuner.restore(
             path,
-            trainable=_trainable(spec, base, storage, tracking_dir),
+            trainable=_trainable(spec, base, storage, tracking_dir, wrap_report),
             resume_unfinished=True,
             resume_errored=True,
         )
     else:
         callbacks = [mirror] if mirror is not None else None
-        tuner = _new_tuner(spec, base, fmt, storage, verbose, tracking_dir, callbacks)
+        tuner = _new_tuner(spec, base, fmt, storage, verbose, tracking_dir, callbacks, wrap_report)
     grid = tuner.fit()
     # After Ctrl-C, fit() returns normally and reports stopped trials as terminated: the saved
     # experiment state (what --resume restores) tells which trials really finished.
@@ -258,6 +255,15 @@ def tune_format(
 # ----------------------------------------------------------------------------- results
 
 
+def _checkpoint_path(result: tune.Result) -> str | None:
+    """A Ray Train trial names its run's checkpoint in its metrics; a one-worker trial's is
+    its own last Tune checkpoint."""
+    path = (result.metrics or {}).get("checkpoint_path")
+    if path is None and result.checkpoint is not None:
+        path = result.checkpoint.path
+    return path
+
+
 def _trial_rows(grid: tune.ResultGrid) -> list[dict[str, Any]]:
     rows = []
     for r in grid:
@@ -268,7 +274,7 @@ def _trial_rows(grid: tune.ResultGrid) -> list[dict[str, Any]]:
                 "config": r.config,
                 VAL_METRIC: m.get(VAL_METRIC),
                 "epochs_done": m.get(TIME_ATTR),
-                "checkpoint": m.get("checkpoint_path"),
+                "checkpoint": _checkpoint_path(r),
                 "error": str(r.error).splitlines()[0][:300] if r.error else None,
             }
         )
@@ -284,7 +290,9 @@ def best_trial(spec: SweepSpec, fmt: str, grid: tune.ResultGrid, out: Path) -> d
             f"see the trial errors under {grid.experiment_path}"
         )
     best = grid.get_best_result(metric=VAL_METRIC, mode="max", scope="last")
-    source = best.metrics["checkpoint_path"]
+    source = _checkpoint_path(best)
+    if source is None:
+        raise MfclrError(f"best {fmt} trial {best.path} of sweep '{spec.name}' kept no checkpoint")
     state = load_checkpoint(Checkpoint(path=source, filesystem=grid.filesystem), fmt)
     # best/<format>.pt; a cross-format trial holds both encoders: best/cross-<input format>.pt
     encoders = export_encoders(state, out / "best", stem=fmt)

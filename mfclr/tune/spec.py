@@ -245,10 +245,30 @@ def validate_space(spec: SweepSpec, base: Config, where: str) -> None:
             f"{where}: searching train.val_head has no effect with search.metric "
             "'knn'; set search.metric: probe or drop the parameter"
         )
+    if any(k.startswith("ray.") for k in keys):
+        # A trial's resources (and whether it trains in its own process) are fixed per study.
+        raise ConfigError(
+            f"{where}: ray.* keys are the sweep's resources, not search keys; "
+            "set them under resources: instead"
+        )
     if "train.epochs" in keys:
         raise ConfigError(
             f"{where}: train.epochs is the budget, not a search key; set budget.epochs instead"
         )
+
+
+def final_stage_config(spec: SweepSpec, base: Config) -> Config:
+    """The config of the sweep's final fused probe: every head in probe.heads, and every head
+    the search tried for its validation metric (train.val_head's choices), so the table
+    compares each head the trials were selected with."""
+    searched = [
+        str(c)
+        for name, p in spec.search.space.items()
+        if (p.key or name) == "train.val_head"
+        for c in p.choices or []
+    ]
+    heads = list(dict.fromkeys([*base.probe.heads, *searched]))
+    return base if heads == base.probe.heads else base.with_overrides({"probe.heads": heads})
 
 
 def load_sweep(path: str | Path, overrides: list[str] | None = None) -> tuple[SweepSpec, Config]:

@@ -1,15 +1,17 @@
 """A whole sweep: one study per format (search.py), then the fused probe of the best trials.
 
 Layout under the storage root (a local folder or s3://...; default the output folder):
-    <sweep>/tune/<format>/            Tune experiment state (what --resume restores)
-    <sweep>/train/<format>_<NNN>/     the Ray Train run of trial NNN (checkpoints, encoder.pt)
+    <sweep>/tune/<format>/            Tune experiment state (what --resume restores); a
+                                      one-worker trial's checkpoints: <format>_<NNN>/checkpoint_*
+    <sweep>/train/<format>_<NNN>/     trial NNN's encoder.pt (two or more workers: also its Ray
+                                      Train run, checkpoint_*)
 and in the local sweep folder <out>/<sweep>/: sweep.yaml, config.yaml, best/<format>.pt,
 study-<format>.log (each format's Optuna study: `optuna-dashboard <file>`; see tune/study.py),
 embeddings/, results.json, results.md (copied to the storage root when it is remote).
 
 Interruption: Ctrl-C (SIGINT) makes Tune save the experiment state; `mfclr sweep FILE --resume`
-restores it: finished trials are not run again, unfinished ones resume their Ray Train run from
-its last checkpoint (stable names: `<format>_<NNN>`). `ray job stop` sends SIGTERM unless the job
+restores it: finished trials are not run again, unfinished ones resume from their last checkpoint
+(stable names: `<format>_<NNN>`). `ray job stop` sends SIGTERM unless the job
 runs with `RAY_JOB_STOP_SIGNAL=SIGINT` (and `RAY_JOB_STOP_WAIT_TIME_S=60` to let it save).
 """
 
@@ -32,7 +34,7 @@ from mfclr.report.stage import probe_and_report
 from mfclr.train.loop import VAL_METRIC
 from mfclr.train.ray import init_ray
 from mfclr.tune.search import best_trial, check_start, tune_format
-from mfclr.tune.spec import SweepSpec
+from mfclr.tune.spec import SweepSpec, final_stage_config
 from mfclr.tune.study import study_file
 
 log = logging.getLogger(__name__)
@@ -41,8 +43,9 @@ log = logging.getLogger(__name__)
 def finish_sweep(
     spec: SweepSpec, base: Config, best: dict[str, dict[str, Any]], out: Path, storage: str
 ) -> dict[str, Any]:
-    """Fused-probe evaluation of the best encoders; results.json + results.md in `out` (the
-    best-trial table is a section of results.md)."""
+    """Fused-probe evaluation of the best encoders under every head of `final_stage_config`;
+    results.json + results.md in `out` (the best-trial table is a section of results.md)."""
+    base = final_stage_config(spec, base)
     frozen = {
         fmt: {f: load_frozen(p, f) for f, p in b["encoders"].items()} for fmt, b in best.items()
     }

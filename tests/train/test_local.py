@@ -120,6 +120,31 @@ def test_one_layout_for_every_format_and_version_1_files_still_load(
     assert ckpt.load(last, ckpt.PRETRAIN_KIND, "audio")["epoch"] == 2
 
 
+def test_the_projector_is_a_hyperparameter_and_its_weights_load_strictly(
+    cache: Path, tmp_path: Path
+) -> None:
+    none = tmp_path / "none"
+    pretrain_local(tiny_config(cache, "train.epochs=1", "model.projector=none"), "audio", none,
+                   progress=False)  # fmt: skip
+    raw = torch.load(none / "checkpoints" / "last.pt", weights_only=True)
+    assert raw["config"]["model"]["projector"] == "none"
+    assert raw["parts"]["audio"]["projector"] == {}  # the loss ran on h itself
+    linear = tiny_config(cache, "train.epochs=2", "model.projector=linear")
+    with pytest.raises(ConfigError, match="model.projector 'none' -> 'linear'"):
+        pretrain_local(linear, "audio", none, progress=False)
+    with pytest.raises(CheckpointError, match="audio projector weights do not fit"):
+        pretrain_local(linear, "audio", none, progress=False, override_resume=True)
+    # A checkpoint written before the key existed had the MLP projector: it resumes as one.
+    old = tmp_path / "old"
+    pretrain_local(tiny_config(cache, "train.epochs=1"), "audio", old, progress=False)
+    last = old / "checkpoints" / "last.pt"
+    raw = torch.load(last, weights_only=True)
+    del raw["config"]["model"]["projector"]
+    ckpt.atomic_save(raw, last)
+    pretrain_local(tiny_config(cache, "train.epochs=2"), "audio", old, progress=False)
+    assert ckpt.load(last, ckpt.PRETRAIN_KIND, "audio")["epoch"] == 2
+
+
 def test_resume_refuses_other_hyperparameters_unless_overridden(
     cache: Path, tmp_path: Path
 ) -> None:

@@ -137,6 +137,7 @@ def test_smoke_sweep_as_a_ray_job_on_two_nodes(cluster: str, tmp_path: Path) -> 
         "train.max_steps_per_epoch=2",
         "train.batch_size=8",
         "probe.heads=[linear]",
+        "search.space.probe_head.choices=[linear]",  # else the final stage compares mlp too
         "probe.random_init_control=false",
         f"data.cache_dir={cache}",
     ]

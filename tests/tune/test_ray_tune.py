@@ -1,7 +1,8 @@
-"""Ray Tune + Optuna: the define-by-run space (conditional mask size, seeded TPE), and a real
-sweep that is interrupted with SIGINT after its first trial and finished by `--resume` without
-running that trial again. One local Ray runtime for the module; the sweep subprocesses join it
-through RAY_ADDRESS."""
+"""Ray Tune + Optuna: the define-by-run space (conditional mask size, seeded TPE), a real sweep
+that is interrupted with SIGINT after its first trial and finished by `--resume` without running
+that trial again, and a one-worker trial (trained in the trial's own process) killed mid-run and
+retried from its checkpoint. One local Ray runtime for the module; the sweep subprocesses join it
+through RAY_ADDRESS. Two-worker trials (a Ray Train run each) are covered by test_ray_jobs.py."""
 
 from __future__ import annotations
 
@@ -23,13 +24,16 @@ from wandb_files import logged_steps
 
 ray = pytest.importorskip("ray")
 
+import faults  # noqa: E402
 from ray.tune.search.optuna import OptunaSearch  # noqa: E402
+from wandb_files import inspect_run, offline_runs  # noqa: E402
 
 from mfclr.config import load_config  # noqa: E402
 from mfclr.errors import ConfigError  # noqa: E402
 from mfclr.report.document import write_report  # noqa: E402
 from mfclr.train.loop import VAL_METRIC  # noqa: E402
-from mfclr.tune.search import define_space, trial_config  # noqa: E402
+from mfclr.train.ray import load_checkpoint  # noqa: E402
+from mfclr.tune.search import best_trial, define_space, trial_config, tune_format  # noqa: E402
 from mfclr.tune.spec import load_sweep  # noqa: E402
 from mfclr.tune.sweep import run_sweep  # noqa: E402
 
@@ -60,7 +64,9 @@ def test_space_is_conditional_on_the_format_and_seeded() -> None:
     # Same keys for every format (W&B group-by), values inside the sweep file's ranges.
     assert set(audio[0]) == set(spec[0])
     assert all(
-        0.1 <= c["temperature"] <= 1.0 and c["probe_head"] in ("linear", "mlp")
+        0.1 <= c["temperature"] <= 1.0
+        and c["probe_head"] in ("linear", "mlp")
+        and c["projector"] in ("mlp", "linear", "none")
         for c in audio + spec
     )
     assert _suggest("audio", 0) == audio and _suggest("audio", 1) != audio
@@ -70,10 +76,12 @@ def test_trial_config_maps_names_to_config_keys() -> None:
     spec, base = load_sweep(SMOKE)
     cfg = trial_config(
         base,
-        {"format": "audio", "temperature": 0.2, "mask_size": None, "probe_head": "mlp"},
+        {"format": "audio", "temperature": 0.2, "mask_size": None, "probe_head": "mlp",
+         "projector": "none"},
         spec.param_keys(),
-    )
+    )  # fmt: skip
     assert cfg.train.temperature == 0.2 and cfg.train.val_head == "mlp"
+    assert cfg.model.projector == "none" and base.model.projector == "mlp"
     assert cfg.augment.spectrogram.freq_mask.size == base.augment.spectrogram.freq_mask.size
     assert load_config(None, "tiny").train.temperature != 0.2
 
@@ -90,7 +98,15 @@ def test_resume_with_another_search_space_is_refused(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def ray_address() -> Iterator[str]:
-    ctx = ray.init(num_cpus=2, include_dashboard=True, log_to_driver=False, configure_logging=False)
+    ray.cloudpickle.register_pickle_by_value(faults)  # trials do not have tests/ on their path
+    with pytest.MonkeyPatch.context() as mp:
+        # A W&B service an earlier test started in this process would be inherited by every
+        # trial process, and a killed trial's run id stays registered there: a retry would
+        # find it "in use". Trials start their own, as under `mfclr sweep`.
+        mp.delenv("WANDB_SERVICE", raising=False)
+        ctx = ray.init(
+            num_cpus=2, include_dashboard=True, log_to_driver=False, configure_logging=False
+        )
     yield ctx.address_info["gcs_address"]
     ray.shutdown()
 
@@ -179,7 +195,8 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(
     assert Path(best["encoders"]["spectrogram"]).is_file()
     # The fused-probe table is on the test split; the selection used validation only.
     rows = results["rows"]
-    assert rows and all(r["head"] == "linear" for r in rows)
+    # probe.heads is [linear]; the search tried mlp too (probe_head): both heads are compared.
+    assert {r["head"] for r in rows} == {"linear", "mlp"}
     assert results["validation_metric"] == VAL_METRIC
     for row in rows:  # test accuracy as the confusion matrix and the per-track record say
         cm = np.array(row["confusion_matrix"])
@@ -243,3 +260,39 @@ def test_a_sweep_compares_cross_format_with_separate_training(
     assert all(len(r["delta_ci95"]) == 2 and "delta_vs_control" in r for r in trained)
     md = (tmp_path / "sweeps" / "smoke" / "results.md").read_text()
     assert "random-init" in md and "Best trial per format" in md
+
+
+def test_a_killed_one_worker_trial_is_retried_from_its_checkpoint(
+    ray_address: str, tmp_path: Path
+) -> None:
+    overrides = ["formats=[audio]", "budget.trials=1", "budget.epochs=3", "budget.grace_period=3",
+                 "train.max_steps_per_epoch=2", "train.batch_size=8", "tracking.wandb=offline",
+                 f"data.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
+    spec, base = load_sweep(SMOKE, overrides)
+    assert base.ray.workers == 1 and base.ray.max_failures == 1
+    marker, out, storage = tmp_path / "fault-fired", tmp_path / "out", tmp_path / "storage"
+    kill = faults.KillAfterEpoch(epoch=2, marker=str(marker))
+    grid = tune_format(spec, base, "audio", str(storage), resume=False, verbose=0,
+                       tracking_dir=str(out), wrap_report=kill)  # fmt: skip
+    assert marker.exists(), "the fault hook never fired"
+    (result,) = list(grid)
+    assert result.error is None
+    m = result.metrics
+    # Trained in the trial's process, killed after epoch 2, retried by Tune from that checkpoint.
+    assert m["workers"] == 1 and m["epochs_done"] == 3 and m["resumed_from_epoch"] == 2
+    assert "checkpoint_path" not in m  # no Ray Train run: the trial's own Tune checkpoint
+    state = load_checkpoint(result.checkpoint, "audio")
+    assert state["epoch"] == 3 and [h["epoch"] for h in state["history"]] == [1, 2, 3]
+    assert Path(result.checkpoint.path).parent == storage / "smoke" / "tune" / "audio" / "audio_001"
+    assert (storage / "smoke" / "train" / "audio_001" / "encoder.pt").is_file()
+    best = best_trial(spec, "audio", grid, out)
+    assert best["checkpoint"] == result.checkpoint.path and best["epochs_done"] == 3
+    assert Path(best["encoders"]["audio"]).is_file()
+    # One W&B run id for the trial, continued by the retry. (The killed process's last row may
+    # be lost: W&B holds a row until the next step or finish.)
+    runs = [inspect_run(r) for r in offline_runs(out)]
+    assert runs and {(r["run_id"], r["group"], r["job_type"]) for r in runs} == {
+        ("smoke-audio_001", "smoke", "pretrain")
+    }
+    logged = {h["epoch"] for r in runs for h in r["history"] if "epoch" in h}
+    assert {1, 3} <= logged <= {1, 2, 3}

@@ -48,6 +48,7 @@ def test_smoke_sweep_is_small_and_searches_the_issue_space() -> None:
         "train.weight_decay",
         "train.val_head",
         "augment.spectrogram.freq_mask.size",
+        "model.projector",
     } <= set(keys.values())
     assert spec.search.space["mask_size"].formats == ["spectrogram"]
 
@@ -115,6 +116,12 @@ _DELETE = object()
         ("search/space/temperature/key", "train.temprature", "unknown config key"),
         ("search/space/mask_size/high", 500, "larger than the mel axis"),
         ("search/space/probe_head/choices", ["linear", "svm"], "train.val_head"),
+        ("search/space/projector/choices", ["mlp", "deep"], "model.projector"),
+        (
+            "search/space/probe_head",
+            {"key": "ray.workers", "type": "choice", "choices": [1, 2]},
+            "set them under resources:",
+        ),
         ("search/metric", "knn", "has no effect"),
         ("search/space/temperature/formats", ["video"], "search.space.temperature.formats"),
         ("formats", ["audio", "audio"], "lists a format twice"),
