@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from wandb_files import inspect_run, logged_steps, offline_runs
+from wandb_files import inspect_run, offline_runs, settled_steps
 
 from mfclr import tracking
 from mfclr.checkpoint import atomic_save
@@ -167,7 +167,7 @@ def test_a_restarted_run_keeps_its_id_and_its_steps_count_on(
     assert not (tmp_path / "r").exists()
     root = tmp_path / "elsewhere"
     assert len(offline_runs(root)) == 2  # one folder per start, one run id
-    assert logged_steps(root, f"{GROUP}-t1") == [1, 2, 3]
+    assert settled_steps(root, f"{GROUP}-t1", [1, 2, 3]) == [1, 2, 3]
     # A fresh run that reuses the id (`--fresh`) starts counting again.
     again = tracking.start_run(_cfg(), dataclasses.replace(info, restart=True))
     with again:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,11 +27,27 @@ def offline_runs(dir: str | Path) -> list[Path]:
 
 def logged_steps(dir: str | Path, run_id: str, key: str = "epoch") -> list[int]:
     """The steps of the rows with `key` that run `run_id` logged, over all its offline folders
-    (one per start of the run, oldest first), in the order they were written."""
-    folders = [p for p in offline_runs(dir) if p.name.endswith(f"-{run_id}")]
+    (one per start of the run, oldest first), in the order they were written. A start within the
+    same second as the previous one gets W&B's `-<n>` suffix on the folder name."""
+    own = re.compile(rf"-{re.escape(run_id)}(-\d+)?$")
+    folders = [p for p in offline_runs(dir) if own.search(p.name)]
     runs = [inspect_run(p) for p in folders]
     assert all(r["run_id"] == run_id for r in runs)
     return [int(row["_step"]) for r in runs for row in r["history"] if key in row]
+
+
+def settled_steps(
+    dir: str | Path, run_id: str, expected: list[int], timeout: float = 30.0
+) -> list[int]:
+    """`logged_steps`, read again until it equals `expected` or `timeout` seconds pass: W&B's
+    service process writes a finished run's last rows to disk shortly after `finish()` returns,
+    later on a loaded machine."""
+    deadline = time.monotonic() + timeout
+    steps = logged_steps(dir, run_id)
+    while steps != expected and time.monotonic() < deadline:
+        time.sleep(0.5)
+        steps = logged_steps(dir, run_id)
+    return steps
 
 
 def _wandb_cli() -> str:

@@ -114,7 +114,9 @@ class WandbTracker:
             log.info("W&B run %s already has step %d; not logging step %d again", self.run_id,
                      self.last_step, step)  # fmt: skip
             return
-        self._run.log(dict(metrics), step=step)
+        # commit: W&B otherwise holds a step's row until the next step or finish(), and a trial
+        # process that Tune or ASHA stops loses it (each step is logged in one call here).
+        self._run.log(dict(metrics), step=step, commit=True)
         if step is not None:
             self.last_step = step
             if self._steps_file is not None:

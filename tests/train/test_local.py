@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from wandb_files import logged_steps
+from wandb_files import settled_steps
 
 from mfclr import checkpoint as ckpt
 from mfclr.encoders.frozen import load_frozen
@@ -232,7 +232,8 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_the_run_resumes(cache: Path, tmp_p
     after = ckpt.load(last, ckpt.PRETRAIN_KIND, "spectrogram")
     assert after["epoch"] == done + 1 and after["history"][:done] == state["history"]
     # Its W&B run kept its id, and its steps went on counting: each epoch once, in order.
-    assert logged_steps(run, "run-spectrogram") == list(range(1, done + 2))
+    expected = list(range(1, done + 2))
+    assert settled_steps(run, "run-spectrogram", expected) == expected
 
 
 def test_knn_accuracy_on_known_points() -> None:
