@@ -5,14 +5,20 @@ three times, one after the other:
 1. a plain local run (`pretrain_local`, no Ray),
 2. the only trial of a one-format Tune sweep with one worker: the loop in the trial's process,
 3. the same sweep with two workers: a Ray Train run (2 DDP workers, gloo) inside the trial, each
-   worker with half the batch (the same samples and steps as the plain run).
+   worker with half the batch (the same samples and steps as the plain run);
+4. with `--study-trials N` (default 3; 0 skips it), a one-worker study of N such trials one after
+   the other (other temperatures and weight decays, the same steps): Tune runs trials 2..N in
+   the process of trial 1 (`reuse_actors`), so only the first pays the process start.
 
 `one_worker_trial_overhead` / `two_worker_trial_overhead` are the extra wall time over the plain
-run as a fraction of it (0.1 = 10 % slower). Ray's start (`ray.init`) is outside every timing:
-a sweep pays it once. The first run warms the data cache and imports and is not timed.
+run as a fraction of it (0.1 = 10 % slower); `one_worker_study_overhead` is the study's extra
+over N plain runs (N x the plain run's time) as a fraction of them, and
+`one_worker_study_extra_s_per_trial` its extra seconds per trial. Ray's start (`ray.init`) is
+outside every timing: a sweep pays it once. The first run warms the data cache and imports and
+is not timed.
 
     python benchmarks/ray_overhead.py [--format audio] [--epochs 4] [--steps 20]
-        [--clips-per-class 40] [--batch-size 16]
+        [--clips-per-class 40] [--batch-size 16] [--study-trials 3]
 
 `--epochs 50` makes the plain run about a minute on a 2-core machine (an epoch is ~12 steps).
 """
@@ -38,10 +44,12 @@ from mfclr.tune.spec import SweepSpec, load_sweep
 SMOKE = Path(__file__).resolve().parents[1] / "sweeps" / "smoke.yaml"
 
 
-def _sweep(args: argparse.Namespace, cache: Path, workers: int) -> tuple[SweepSpec, Config]:
+def _sweep(
+    args: argparse.Namespace, cache: Path, workers: int, trials: int = 1
+) -> tuple[SweepSpec, Config]:
     overrides = [
         f"formats=[{args.format}]",
-        "budget.trials=1",
+        f"budget.trials={trials}",
         f"budget.epochs={args.epochs}",
         f"budget.grace_period={args.epochs}",
         f"resources.workers={workers}",
@@ -72,10 +80,12 @@ def _trial(spec: SweepSpec, base: Config, fmt: str, storage: Path) -> dict[str, 
     t0 = time.perf_counter()
     grid = tune_format(spec, base, fmt, str(storage), resume=False, verbose=0)
     wall = time.perf_counter() - t0
-    (result,) = list(grid)
-    if result.error is not None:
-        raise RuntimeError(f"the benchmark trial failed: {result.error}")
-    return {"wall_s": wall, "samples_per_s": result.metrics["samples_per_s"]}
+    results = list(grid)
+    failed = [r.error for r in results if r.error is not None]
+    if failed or len(results) != spec.budget.trials:
+        raise RuntimeError(f"the benchmark study failed: {failed or len(results)}")
+    rates = [r.metrics["samples_per_s"] for r in results]
+    return {"wall_s": wall, "samples_per_s": sum(rates) / len(rates)}
 
 
 def main() -> None:
@@ -85,7 +95,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="optimiser steps per epoch (cap)")
     parser.add_argument("--clips-per-class", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--study-trials", type=int, default=3,
+                        help="trials of the one-worker study (0: no study)")  # fmt: skip
     args = parser.parse_args()
+    if args.study_trials == 1 or args.study_trials < 0:
+        parser.error("--study-trials must be 0 (no study) or at least 2")
     # Ray gives a 1-CPU worker or trial one intra-op thread (OMP_NUM_THREADS=1); the plain run
     # gets the same, so the ratios measure Ray, not threading.
     torch.set_num_threads(1)
@@ -103,6 +117,9 @@ def main() -> None:
             "one_worker_trial": _trial(spec_one, base, args.format, root / "one"),
             "two_worker_trial": _trial(spec_two, base_two, args.format, root / "two"),
         }
+        if args.study_trials:
+            spec_n, _ = _sweep(args, root / "cache", workers=1, trials=args.study_trials)
+            runs["one_worker_study"] = _trial(spec_n, base, args.format, root / "study")
     ray.shutdown()
     plain = runs["plain"]["wall_s"]
     for name, r in runs.items():
@@ -111,6 +128,12 @@ def main() -> None:
     for name in ("one_worker_trial", "two_worker_trial"):
         out[f"{name}_extra_s"] = runs[name]["wall_s"] - plain
         out[f"{name}_overhead"] = (runs[name]["wall_s"] - plain) / plain
+    if "one_worker_study" in runs:
+        n = args.study_trials
+        extra = runs["one_worker_study"]["wall_s"] - n * plain
+        out["study_trials"] = n
+        out["one_worker_study_extra_s_per_trial"] = extra / n
+        out["one_worker_study_overhead"] = extra / (n * plain)
     out["loadavg_1min_end"] = os.getloadavg()[0]
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}))
 

@@ -100,3 +100,22 @@ def test_the_layers_cover_every_module_and_the_check_sees_imports() -> None:
     assert "mfclr.report.results" in _imports(MODULES["mfclr.report.document"])
     assert _layer("mfclr.train.loop") > _layer("mfclr.probe.validate")
     assert _layer("mfclr.config") < _layer("mfclr.data.cache") < _layer("mfclr.tracking")
+
+
+def test_a_trial_process_loads_no_torchvision_or_sklearn() -> None:
+    """A Tune trial is a fresh process: what `mfclr.tune.trial` imports is paid by every sweep's
+    first trial (benchmarks/ray_overhead.py). torchvision (~1.2 s) waits for a spectrogram
+    encoder, scikit-learn (~0.8 s) for the final metrics."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, mfclr.tune.trial as t; from mfclr.encoders import build_encoder;"
+        "from mfclr.config import build_config;"
+        "build_encoder('audio', build_config({}).model);"
+        "before = sorted(m for m in ('torchvision', 'sklearn') if m in sys.modules);"
+        "build_encoder('spectrogram', build_config({}).model);"
+        "print(before, 'torchvision' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["[]", "True"]

@@ -15,7 +15,6 @@ from typing import Any
 from torch import nn
 
 from mfclr.config import FORMATS, ModelConfig
-from mfclr.encoders.resnet import ResNetEncoder
 from mfclr.encoders.samplecnn import SampleCNN
 from mfclr.errors import CheckpointError, ConfigError
 
@@ -29,10 +28,27 @@ __all__ = [
     "encoder_spec",
 ]
 
+
+def _resnet(**kwargs: Any) -> nn.Module:
+    # torchvision costs ~1.2 s of import (it loads all its models and torch._dynamo): a process
+    # that builds no spectrogram encoder (an audio Tune trial) does not pay it.
+    from mfclr.encoders.resnet import ResNetEncoder
+
+    return ResNetEncoder(**kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ResNetEncoder":
+        from mfclr.encoders.resnet import ResNetEncoder
+
+        return ResNetEncoder
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 # Registries as plain dicts: architecture name -> constructor, format -> architecture name.
 ENCODERS: dict[str, Callable[..., nn.Module]] = {
     "samplecnn": SampleCNN,
-    "resnet": ResNetEncoder,
+    "resnet": _resnet,
 }
 ARCH_FOR_FORMAT: dict[str, str] = {"audio": "samplecnn", "spectrogram": "resnet"}
 

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import average_precision_score, confusion_matrix
 
 from mfclr.errors import DataError
 
@@ -37,6 +36,10 @@ def classification_metrics(
     class absent from y_true}), `confusion_matrix` (C x C ints, rows = true, cols = predicted,
     label_names order) and `n`.
     """
+    # sklearn costs ~0.8 s of import: a Tune trial, which validates with accuracy only, never
+    # loads it (mfclr.tune.trial).
+    from sklearn.metrics import average_precision_score, confusion_matrix
+
     y_true = np.asarray(y_true, dtype=np.int64)
     probs = np.asarray(probs, dtype=np.float64)
     names = [str(n) for n in label_names]

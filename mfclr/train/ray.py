@@ -36,7 +36,6 @@ from ray.train import (
     ScalingConfig,
     WorkerGroupError,
 )
-from ray.train.torch import TorchConfig, TorchTrainer
 
 from mfclr import checkpoint as ckpt
 from mfclr import distributed as dist
@@ -205,6 +204,9 @@ def finished_result(storage_path: str, name: str, epochs: int) -> ray.train.Resu
 
 
 def _trainer(cfg: Config, fmt: str, run: TrainRun, gpu: bool, storage: str, callbacks: Any):
+    # Imported here: a one-worker Tune trial runs no TorchTrainer and skips its ~0.3 s import.
+    from ray.train.torch import TorchConfig, TorchTrainer
+
     r = cfg.ray
     worker_config = {
         "cfg": cfg.to_dict(),

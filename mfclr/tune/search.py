@@ -169,6 +169,10 @@ def _new_tuner(
             max_concurrent_trials=b.max_concurrent_trials,
             trial_name_creator=trial_name,
             trial_dirname_creator=trial_name,
+            # A one-worker trial's process (torch, mfclr and Ray Tune imported, ~3-5 s) runs the
+            # next trial too. Tune starts a fresh one when the last trial's thread has not ended
+            # within TUNE_FUNCTION_THREAD_TIMEOUT_S (2 s: e.g. a stopped trial still saving).
+            reuse_actors=base.ray.workers == 1,
         ),
         run_config=_run_config(spec, base, fmt, storage, verbose, callbacks),
     )
