@@ -8,6 +8,8 @@ At CPU scale (tiny preset, embedded data), for one format and two hyperparameter
 - **TPE + ASHA**: `mfclr.tune.search.tune_format` with the same trial count over the grid's box
   (log-uniform), the validation metric every epoch, ASHA stopping trials at its rungs; once per
   `--asha GRACE:RF` setting;
+- **TPE + synchronous halving** (`budget.scheduler: halving`, mfclr/tune/halving.py): the same,
+  each rung deciding once every trial has reached it; once per `--halving GRACE:RF` setting;
 and for each: the best valid metric found, the test accuracy of the winner (standardised linear
 probe tuned on valid, as the learning curve scores it) and the epochs spent. The target: TPE +
 ASHA within one standard error of the grid's best valid metric using at most a third of its
@@ -16,7 +18,11 @@ noise of the grid's winner (its config retrained with `--noise-seeds` other seed
 beside it, because a metric noisier than the differences it ranks cannot be searched.
 
     python benchmarks/search_efficiency.py --format spectrogram --asha 1:3,2:2 \
+        [--halving 1:4] [--grid-from benchmarks/results/search_efficiency-tiny-c100.json] \
         --out runs/bench/search_efficiency
+
+`--grid-from` takes the grid (and its seed-noise retrains) from an earlier result of the same
+format, epochs and data instead of training it again (about ten minutes on 2 cores).
 
 The last stdout line is one JSON object (also written to <out>/search_efficiency.json).
 """
@@ -58,12 +64,15 @@ GRID = {
 }
 
 
-def sweep_file(args: argparse.Namespace, grace: int, rf: int, folder: Path) -> Path:
-    """The TPE + ASHA sweep of this benchmark as a sweep file (what a user would write)."""
+def sweep_file(
+    args: argparse.Namespace, grace: int, rf: int, folder: Path, scheduler: str = "asha"
+) -> Path:
+    """The TPE + ASHA (or halving) sweep of this benchmark as a sweep file (what a user would
+    write)."""
     space = {name: {"key": key, "type": "float", "low": min(v), "high": max(v), "log": True}
              for name, (key, v) in GRID.items()}  # fmt: skip
     doc = {
-        "name": f"search_eff_g{grace}_rf{rf}",
+        "name": f"search_eff_{scheduler}_g{grace}_rf{rf}",
         "preset": "tiny",
         "set": base_overrides(args),
         "dataset": {"kind": "embedded"},
@@ -71,7 +80,9 @@ def sweep_file(args: argparse.Namespace, grace: int, rf: int, folder: Path) -> P
         "budget": {
             "trials": len(grid_points()),
             "epochs": args.epochs,
-            "max_concurrent_trials": args.concurrent,
+            # halving: every trial of a rung must be proposable while the first ones wait
+            "max_concurrent_trials": args.concurrent if scheduler == "asha" else None,
+            "scheduler": scheduler,
             "grace_period": grace,
             "reduction_factor": rf,
         },  # fmt: skip
@@ -150,9 +161,11 @@ def run_grid(args: argparse.Namespace, base: Config) -> dict[str, Any]:
     }
 
 
-def run_tpe(args: argparse.Namespace, grace: int, rf: int, folder: Path) -> dict[str, Any]:
+def run_tpe(
+    args: argparse.Namespace, grace: int, rf: int, folder: Path, scheduler: str = "asha"
+) -> dict[str, Any]:
     t0 = time.perf_counter()
-    spec, base = load_sweep(sweep_file(args, grace, rf, folder))
+    spec, base = load_sweep(sweep_file(args, grace, rf, folder, scheduler))
     storage = str(folder / "storage")
     grid = tune_format(spec, base, args.format, storage, resume=False, verbose=0)
     best = best_trial(spec, args.format, grid, folder / spec.name)
@@ -161,6 +174,7 @@ def run_tpe(args: argparse.Namespace, grace: int, rf: int, folder: Path) -> dict
     winner_test = lc.score(load_frozen(path, args.format), base, data, torch.device("cpu"))
     epochs = sum(int(t["epochs_done"] or 0) for t in best["trials"])
     return {
+        "scheduler": scheduler,
         "grace_period": grace,
         "reduction_factor": rf,
         "best_valid": best[VAL_METRIC],
@@ -193,8 +207,9 @@ def table(result: dict[str, Any]) -> str:
              f"{g['epochs']} | {g['wall_s']:.0f} | — | — |"]  # fmt: skip
     for t in result["tpe_asha"]:
         v = t["verdict"]
+        name = "ASHA" if t.get("scheduler", "asha") == "asha" else "halving"
         lines.append(
-            f"| TPE + ASHA g{t['grace_period']} rf{t['reduction_factor']} | "
+            f"| TPE + {name} g{t['grace_period']} rf{t['reduction_factor']} | "
             f"{100 * t['best_valid']:.1f} | {100 * t['winner_test']:.1f} | {t['epochs']} | "
             f"{t['wall_s']:.0f} | {'yes' if v['within_one_se'] else 'no'} | "
             f"{'yes' if v['epoch_fraction'] <= 1 / 3 else 'no'} |"
@@ -202,12 +217,34 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _setting(text: str) -> tuple[int, int]:
+    try:
+        grace, rf = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise SystemExit(f"search_efficiency: '{text}' is not GRACE:RF (e.g. 1:3)") from None
+    return grace, rf
+
+
+def earlier_grid(args: argparse.Namespace, n_valid: int) -> dict[str, Any]:
+    """The grid of an earlier result, if it was measured on the same format, budget and data."""
+    earlier = json.loads(Path(args.grid_from).read_text())
+    same = (earlier.get("format"), earlier.get("epochs"), earlier.get("n_valid"))
+    if same != (args.format, args.epochs, n_valid):
+        raise SystemExit(
+            f"search_efficiency: {args.grid_from} has (format, epochs, valid tracks) {same}, "
+            f"this run {(args.format, args.epochs, n_valid)}; train the grid again"
+        )
+    return {**earlier["grid"], "from": str(args.grid_from)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--format", default="spectrogram", choices=["audio", "spectrogram"])
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--clips-per-class", type=int, default=40)
-    ap.add_argument("--asha", default="1:3", help="GRACE:RF settings, comma-separated")
+    ap.add_argument("--asha", default="1:3", help="GRACE:RF settings, comma-separated ('': none)")
+    ap.add_argument("--halving", default="", help="GRACE:RF settings of synchronous halving")
+    ap.add_argument("--grid-from", default=None, help="an earlier result JSON: reuse its grid")
     ap.add_argument("--concurrent", type=int, default=1, help="Tune's max concurrent trials")
     ap.add_argument("--noise-seeds", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -216,21 +253,24 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    settings = [tuple(int(x) for x in s.split(":")) for s in args.asha.split(",")]
+    settings = [("asha", *_setting(s)) for s in args.asha.split(",") if s]
+    settings += [("halving", *_setting(s)) for s in args.halving.split(",") if s]
+    if not settings:
+        ap.error("give at least one --asha or --halving GRACE:RF setting")
     with tempfile.TemporaryDirectory(dir=out) as tmp:
-        spec, base = load_sweep(sweep_file(args, *settings[0], Path(tmp)))
+        spec, base = load_sweep(sweep_file(args, settings[0][1], settings[0][2], Path(tmp)))
     n_valid = len(load_dataset(base.data, "probe", progress=False).splits["valid"])
     result: dict[str, Any] = {"format": args.format, "epochs": args.epochs, "n_valid": n_valid,
                               "grid_space": {n: v for n, (_, v) in GRID.items()}}  # fmt: skip
-    result["grid"] = run_grid(args, base)
+    result["grid"] = run_grid(args, base) if args.grid_from is None else earlier_grid(args, n_valid)
     init_ray()
     result["tpe_asha"] = []
-    for grace, rf in settings:
+    for scheduler, grace, rf in settings:
         with tempfile.TemporaryDirectory(dir=out) as tmp:
-            tpe = run_tpe(args, grace, rf, Path(tmp))
+            tpe = run_tpe(args, grace, rf, Path(tmp), scheduler)
         tpe["verdict"] = verdict(result["grid"], tpe, n_valid)
         result["tpe_asha"].append(tpe)
-        log.info("TPE + ASHA g%d rf%d: %s", grace, rf, tpe["verdict"])
+        log.info("TPE + %s g%d rf%d: %s", scheduler, grace, rf, tpe["verdict"])
     result["table"] = table(result)
     atomic_write_json(out / "search_efficiency.json", result)
     print(result["table"], file=sys.stderr)

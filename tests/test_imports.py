@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
 ]
 RAY_ALLOWED = (
     "mfclr.train.ray",
+    "mfclr.tune.halving",
     "mfclr.tune.search",
     "mfclr.tune.study",
     "mfclr.tune.sweep",

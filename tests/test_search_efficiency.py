@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import math
 import sys
 from pathlib import Path
@@ -71,3 +72,22 @@ def test_the_verdict_is_one_binomial_standard_error_and_a_third_of_the_epochs(
     v = se.verdict(grid, {"best_valid": tpe_valid, "epochs": tpe_epochs}, n_valid=100)
     assert v["within_one_se"] is within and v["target_met"] is met
     assert math.isclose(v["epoch_fraction"], tpe_epochs / 96)
+
+
+def test_the_halving_sweep_file_lets_every_trial_of_a_rung_be_proposed(tmp_path: Path) -> None:
+    path = se.sweep_file(_args(tmp_path), grace=1, rf=4, folder=tmp_path, scheduler="halving")
+    spec, _ = load_sweep(path)
+    assert spec.budget.scheduler == "halving" and spec.budget.max_concurrent_trials is None
+    assert "halving" in spec.name
+
+
+def test_an_earlier_grid_is_reused_only_for_the_same_budget_and_data(tmp_path: Path) -> None:
+    earlier = tmp_path / "earlier.json"
+    grid = {"best_valid": 0.6, "epochs": 96, "winner_test": 0.5}
+    earlier.write_text(
+        json.dumps({"format": "spectrogram", "epochs": 4, "n_valid": 64, "grid": grid})
+    )
+    args = _args(tmp_path, grid_from=str(earlier))
+    assert se.earlier_grid(args, n_valid=64) == {**grid, "from": str(earlier)}
+    with pytest.raises(SystemExit, match="train the grid again"):
+        se.earlier_grid(args, n_valid=160)

@@ -20,7 +20,7 @@ import optuna
 import yaml
 from ray import tune
 from ray.train import Checkpoint
-from ray.tune.schedulers import ASHAScheduler
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from mfclr.config import Config
@@ -34,6 +34,7 @@ from mfclr.train.ray import (
     resolve_use_gpu,
     worker_resources,
 )
+from mfclr.tune.halving import SuccessiveHalving
 from mfclr.tune.spec import SweepSpec
 from mfclr.tune.study import TIME_ATTR, StudyMirror, space_distributions, study_file, study_name
 from mfclr.tune.trial import trial_config, trial_driver  # noqa: F401 (trial_config: re-exported)
@@ -152,14 +153,26 @@ def _new_tuner(
         seed=spec.search.seed,
     )
     b = spec.budget
-    scheduler = ASHAScheduler(
-        time_attr=TIME_ATTR,
-        metric=VAL_METRIC,
-        mode="max",
-        max_t=b.epochs + 1,
-        grace_period=b.grace_period,
-        reduction_factor=b.reduction_factor,
-    )
+    scheduler: TrialScheduler
+    if b.scheduler == "halving":
+        scheduler = SuccessiveHalving(
+            time_attr=TIME_ATTR,
+            metric=VAL_METRIC,
+            mode="max",
+            trials=b.trials,
+            max_t=b.epochs,
+            grace_period=b.grace_period,
+            reduction_factor=b.reduction_factor,
+        )
+    else:
+        scheduler = ASHAScheduler(
+            time_attr=TIME_ATTR,
+            metric=VAL_METRIC,
+            mode="max",
+            max_t=b.epochs + 1,
+            grace_period=b.grace_period,
+            reduction_factor=b.reduction_factor,
+        )
     return tune.Tuner(
         _trainable(spec, base, storage, tracking_dir, wrap_report),
         tune_config=tune.TuneConfig(

@@ -110,8 +110,12 @@ class ParamSpec(_Strict):
 class Budget(_Strict):
     trials: int = Field(ge=1)  # Optuna trials per format
     epochs: int = Field(ge=1)  # pretraining epochs of a trial that is not stopped early
-    max_concurrent_trials: int = Field(1, ge=1)
-    # ASHA: a trial runs at least grace_period epochs; rungs are grace_period * rf^k epochs.
+    # null: as many as the cluster's resources hold
+    max_concurrent_trials: int | None = Field(1, ge=1)
+    # asha: asynchronous (each rung decides from the results so far); halving: synchronous
+    # successive halving (each rung waits for every trial; mfclr/tune/halving.py).
+    scheduler: Literal["asha", "halving"] = "asha"
+    # A trial runs at least grace_period epochs; rungs are grace_period * rf^k epochs.
     grace_period: int = Field(1, ge=1)
     reduction_factor: int = Field(2, ge=2)
 
@@ -121,6 +125,14 @@ class Budget(_Strict):
             raise ValueError(
                 f"budget.grace_period ({self.grace_period}) exceeds budget.epochs "
                 f"({self.epochs}); lower it"
+            )
+        concurrent = self.max_concurrent_trials or self.trials
+        if self.scheduler == "halving" and concurrent < self.trials:
+            raise ValueError(
+                f"budget.max_concurrent_trials ({self.max_concurrent_trials}) is below "
+                f"budget.trials ({self.trials}) with scheduler 'halving': a trial at a rung "
+                "waits, paused, for all the others, so the search must propose them all; set it "
+                "to null (the cluster's resources bound how many train at once)"
             )
         return self
 

@@ -33,6 +33,7 @@ from mfclr.errors import ConfigError  # noqa: E402
 from mfclr.report.document import write_report  # noqa: E402
 from mfclr.train.loop import VAL_METRIC  # noqa: E402
 from mfclr.train.ray import load_checkpoint  # noqa: E402
+from mfclr.tune.halving import planned_epochs  # noqa: E402
 from mfclr.tune.search import best_trial, define_space, trial_config, tune_format  # noqa: E402
 from mfclr.tune.spec import load_sweep  # noqa: E402
 from mfclr.tune.sweep import run_sweep  # noqa: E402
@@ -299,3 +300,30 @@ def test_a_killed_one_worker_trial_is_retried_from_its_checkpoint(
     }
     logged = {h["epoch"] for r in runs for h in r["history"] if "epoch" in h}
     assert {1, 3} <= logged <= {1, 2, 3}
+
+
+def test_synchronous_halving_pauses_each_rung_and_spends_the_planned_epochs(
+    ray_address: str, tmp_path: Path
+) -> None:
+    overrides = ["formats=[audio]", "budget.trials=4", "budget.epochs=3", "budget.grace_period=1",
+                 "budget.reduction_factor=2", "budget.scheduler=halving",
+                 "budget.max_concurrent_trials=null", "train.max_steps_per_epoch=2",
+                 "train.batch_size=8", "tracking.wandb=disabled",
+                 f"data.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
+    spec, base = load_sweep(SMOKE, overrides)
+    grid = tune_format(spec, base, "audio", str(tmp_path / "storage"), resume=False, verbose=0)
+    results = list(grid)
+    assert len(results) == 4 and all(r.error is None for r in results)
+    # Rungs 1, 2, 3: all four trials train 1 epoch, the best two a second, the best one a third
+    # (4 + 2 + 1 = halving.planned_epochs(4, 3, 1, 2)); paused trials resume from their checkpoint.
+    done = sorted(r.metrics["epochs_done"] for r in results)
+    assert done == [1, 1, 2, 3] and sum(done) == planned_epochs(4, 3, 1, 2)
+    by_epochs = {r.metrics["epochs_done"]: r for r in results}
+    stopped_first = [r for r in results if r.metrics["epochs_done"] == 1]
+    # Who went on was decided on the whole rung: both trials stopped at epoch 1 scored at most
+    # what the two that went on scored there.
+    at_rung_1 = {r.path: r.metrics_dataframe.query("epochs_done == 1")[VAL_METRIC].iloc[0]
+                 for r in results}  # fmt: skip
+    went_on = [at_rung_1[r.path] for r in results if r.metrics["epochs_done"] > 1]
+    assert max(at_rung_1[r.path] for r in stopped_first) <= min(went_on)
+    assert load_checkpoint(by_epochs[3].checkpoint, "audio")["epoch"] == 3

@@ -130,6 +130,9 @@ _DELETE = object()
         ("set", {"train.lr": "fast"}, "train.lr"),
         ("dataset", {"kind": "gtzan"}, "needs a root folder"),
         ("resources/workers", 1.5, "resources.workers"),
+        ("budget/scheduler", "hyperband", "budget.scheduler"),
+        # Smoke's max_concurrent_trials 1 < its 2 trials: a paused rung would wait forever.
+        ("budget/scheduler", "halving", "the search must propose them all"),
     ],
 )
 def test_mistakes_are_one_line_errors(tmp_path: Path, where: str, value: Any, needle: str) -> None:
@@ -176,3 +179,29 @@ def test_cli_check_validates_without_ray(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and "unknown key 'budget.trails'" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("trials", "epochs", "grace", "rf", "rungs", "planned"),
+    [
+        (16, 6, 1, 3, [1, 3, 6], 16 + 6 * 2 + 2 * 3),
+        (16, 6, 1, 4, [1, 4, 6], 16 + 4 * 3 + 1 * 2),
+        (16, 6, 2, 3, [2, 6], 16 * 2 + 6 * 4),
+        (4, 3, 3, 2, [3], 12),  # grace = epochs: no early stopping
+    ],
+)
+def test_halving_rungs_and_its_fixed_epoch_budget(
+    trials: int, epochs: int, grace: int, rf: int, rungs: list[int], planned: int
+) -> None:
+    from mfclr.tune.halving import planned_epochs
+    from mfclr.tune.halving import rungs as halving_rungs
+
+    assert halving_rungs(epochs, grace, rf) == rungs
+    assert planned_epochs(trials, epochs, grace, rf) == planned
+
+
+def test_halving_needs_the_whole_study_proposable(tmp_path: Path) -> None:
+    data = _smoke()
+    data["budget"] |= {"scheduler": "halving", "max_concurrent_trials": None}
+    spec, _ = load_sweep(_write(tmp_path, data))
+    assert spec.budget.scheduler == "halving" and spec.budget.max_concurrent_trials is None
