@@ -305,25 +305,30 @@ def test_a_killed_one_worker_trial_is_retried_from_its_checkpoint(
 def test_synchronous_halving_pauses_each_rung_and_spends_the_planned_epochs(
     ray_address: str, tmp_path: Path
 ) -> None:
-    overrides = ["formats=[audio]", "budget.trials=4", "budget.epochs=3", "budget.grace_period=1",
-                 "budget.reduction_factor=2", "budget.scheduler=halving",
+    overrides = ["formats=[audio]", "budget.trials=16", "budget.epochs=6", "budget.grace_period=1",
+                 "budget.reduction_factor=4", "budget.scheduler=halving",
                  "budget.max_concurrent_trials=null", "train.max_steps_per_epoch=2",
                  "train.batch_size=8", "tracking.wandb=disabled",
                  f"data.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
     spec, base = load_sweep(SMOKE, overrides)
-    grid = tune_format(spec, base, "audio", str(tmp_path / "storage"), resume=False, verbose=0)
+    storage = tmp_path / "storage"
+    # Two trials train at once (2 CPUs): rungs complete while another trial is still pausing.
+    grid = tune_format(spec, base, "audio", str(storage), resume=False, verbose=0)
     results = list(grid)
-    assert len(results) == 4 and all(r.error is None for r in results)
-    # Rungs 1, 2, 3: all four trials train 1 epoch, the best two a second, the best one a third
-    # (4 + 2 + 1 = halving.planned_epochs(4, 3, 1, 2)); paused trials resume from their checkpoint.
+    assert len(results) == 16 and all(r.error is None for r in results)
+    # Rungs 1, 4, 6: all 16 train 1 epoch, the best four go on to 4, the best one to 6
+    # (16 + 4 * 3 + 2 = planned_epochs(16, 6, 1, 4)); paused trials resume from their checkpoint.
     done = sorted(r.metrics["epochs_done"] for r in results)
-    assert done == [1, 1, 2, 3] and sum(done) == planned_epochs(4, 3, 1, 2)
-    by_epochs = {r.metrics["epochs_done"]: r for r in results}
-    stopped_first = [r for r in results if r.metrics["epochs_done"] == 1]
-    # Who went on was decided on the whole rung: both trials stopped at epoch 1 scored at most
-    # what the two that went on scored there.
+    assert done == [1] * 12 + [4, 4, 4, 6] and sum(done) == planned_epochs(16, 6, 1, 4)
+    # Who went on was decided on the whole rung: every trial stopped at epoch 1 scored at most
+    # what each one that went on scored there.
     at_rung_1 = {r.path: r.metrics_dataframe.query("epochs_done == 1")[VAL_METRIC].iloc[0]
                  for r in results}  # fmt: skip
+    stopped = [at_rung_1[r.path] for r in results if r.metrics["epochs_done"] == 1]
     went_on = [at_rung_1[r.path] for r in results if r.metrics["epochs_done"] > 1]
-    assert max(at_rung_1[r.path] for r in stopped_first) <= min(went_on)
-    assert load_checkpoint(by_epochs[3].checkpoint, "audio")["epoch"] == 3
+    assert max(stopped) <= min(went_on)
+    # The saved experiment state (what --resume and the study file read) has every trial done.
+    saved = ray.tune.ExperimentAnalysis(str(storage / "smoke" / "tune" / "audio"))
+    assert sorted(t.status for t in saved.trials) == ["TERMINATED"] * 16
+    (best,) = [r for r in results if r.metrics["epochs_done"] == 6]
+    assert load_checkpoint(best.checkpoint, "audio")["epoch"] == 6
