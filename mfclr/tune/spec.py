@@ -13,6 +13,7 @@ Defaults come from the one Config: `resources` sets `ray.*`, `search.metric` set
     dataset: {kind: embedded}        # merged into data.probe (kind, root, ...)
     formats: [audio, spectrogram]    # one Optuna study per format
     budget: {trials: 2, epochs: 3, max_concurrent_trials: 1, grace_period: 1}
+                                     # + scheduler: asha (default) | halving, reduction_factor
     resources: {workers: 2, cpus_per_worker: 1, gpus_per_worker: 0}   # -> ray.* config keys
     search:
       metric: knn                    # train.val_metric (valid split): knn | probe
