@@ -8,8 +8,6 @@ without gathered negatives, and saves its loss and DDP-averaged gradients for th
 from __future__ import annotations
 
 import math
-import os
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +59,11 @@ def _one_step(rank: int, gather: bool) -> dict[str, Any]:
     return {"loss": loss.item(), "weight": layer.weight.grad.clone(), "bias": layer.bias.grad}
 
 
-def _worker(rank: int, port: int, out_dir: str) -> None:
-    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+def _worker(rank: int, store: str, out_dir: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    # A file store, not MASTER_PORT: a free port picked before the spawn can be taken by another
+    # process before rank 0 binds it (in the full suite rank 0 then aborted inside gloo).
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
     try:
         result = {"gather": _one_step(rank, True), "local": _one_step(rank, False)}
         x = torch.tensor([[float(rank)]], requires_grad=True)
@@ -86,16 +85,10 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     out = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_worker, args=(_free_port(), str(out)), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(str(out / "store"), str(out)), nprocs=WORLD, join=True)
     return [torch.load(out / f"rank{r}.pt") for r in range(WORLD)]
 
 

@@ -32,7 +32,8 @@ def logged_steps(dir: str | Path, run_id: str, key: str = "epoch") -> list[int]:
     own = re.compile(rf"-{re.escape(run_id)}(-\d+)?$")
     folders = [p for p in offline_runs(dir) if own.search(p.name)]
     runs = [inspect_run(p) for p in folders]
-    assert all(r["run_id"] == run_id for r in runs)
+    ids = [r["run_id"] for r in runs]
+    assert all(i == run_id for i in ids), f"{[p.name for p in folders]} hold runs {ids}"
     return [int(row["_step"]) for r in runs for row in r["history"] if key in row]
 
 
@@ -41,13 +42,17 @@ def settled_steps(
 ) -> list[int]:
     """`logged_steps`, read again until it equals `expected` or `timeout` seconds pass: W&B's
     service process writes a finished run's last rows to disk shortly after `finish()` returns,
-    later on a loaded machine."""
+    later on a loaded machine; until it has written the run record, a folder names no run yet.
+    The last read is the strict one."""
     deadline = time.monotonic() + timeout
-    steps = logged_steps(dir, run_id)
-    while steps != expected and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        try:
+            if logged_steps(dir, run_id) == expected:
+                break
+        except (AssertionError, DataError):  # a run file still being written
+            pass
         time.sleep(0.5)
-        steps = logged_steps(dir, run_id)
-    return steps
+    return logged_steps(dir, run_id)
 
 
 def _wandb_cli() -> str:
