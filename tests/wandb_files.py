@@ -32,6 +32,9 @@ def logged_steps(dir: str | Path, run_id: str, key: str = "epoch") -> list[int]:
     own = re.compile(rf"-{re.escape(run_id)}(-\d+)?$")
     folders = [p for p in offline_runs(dir) if own.search(p.name)]
     runs = [inspect_run(p) for p in folders]
+    # A start killed before W&B's service wrote anything leaves a folder that names no run and
+    # holds no row (an interrupted trial that had just begun); every other folder is this run's.
+    runs = [r for r in runs if r["run_id"] or r["history"]]
     ids = [r["run_id"] for r in runs]
     assert all(i == run_id for i in ids), f"{[p.name for p in folders]} hold runs {ids}"
     return [int(row["_step"]) for r in runs for row in r["history"] if key in row]
@@ -42,8 +45,7 @@ def settled_steps(
 ) -> list[int]:
     """`logged_steps`, read again until it equals `expected` or `timeout` seconds pass: W&B's
     service process writes a finished run's last rows to disk shortly after `finish()` returns,
-    later on a loaded machine; until it has written the run record, a folder names no run yet.
-    The last read is the strict one."""
+    later on a loaded machine. The last read is the strict one."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
