@@ -39,7 +39,8 @@ def _load(folder: Path, prefix: str) -> tuple[dict[str, Any], dict[str, np.ndarr
     feats, labels, n = {}, {}, 0
     for fmt in FORMATS:
         e = load_embeddings(folder / f"{prefix}{fmt}.npz")
-        feats[fmt] = e.features()[""] if "" in e.features() else e.features()[fmt]
+        nested = e.features()  # a single-format file stores bare "<split>" keys
+        feats[fmt] = nested.get("", nested.get(fmt))
         labels, n = e.labels, len(e.label_names)
     return feats, labels, n
 
