@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     steps = sorted({int(s) for s in args.steps.split(",")} | {0})
     seeds = [int(s) for s in args.seeds.split(",")]
-    base = load_config(args.config, args.preset, args.set)
+    base = load_config(args.config, args.preset, args.set).for_format(args.format)
     device = resolve_device(base.train.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

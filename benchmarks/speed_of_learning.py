@@ -33,7 +33,7 @@ def steps_per_second(
     """Optimiser steps per second of the preset's pretraining (validation off), after one
     warm-up epoch of the same length."""
     timing = [f"train.max_steps_per_epoch={steps}", "train.epochs=2", "train.eval_every=0"]
-    cfg = load_config(preset=preset, overrides=[*overrides, *timing])
+    cfg = load_config(preset=preset, overrides=overrides).for_format(fmt).with_overrides(timing)
     seconds: list[float] = []
     pretrain(cfg, fmt, lambda m, s: seconds.append(m["epoch_seconds"]), device=device,
              progress=False)  # fmt: skip
@@ -65,11 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     result: dict = {"preset": args.preset, "seeds": seeds, "formats": {}}
     for fmt in ("spectrogram", "audio"):
-        budget = lc.budget_steps(cfg)
+        fcfg = cfg.for_format(fmt)  # the format's own recipe (per_format), its own budget
+        budget = lc.budget_steps(fcfg)
         steps = ([int(s) for s in args.steps.split(",")] if args.steps
                  else lc.log_steps(budget))  # fmt: skip
         out = Path(args.out) / fmt
-        runs = {s: lc.cached_seed(cfg.with_overrides({"train.seed": s}), fmt, steps, device,
+        runs = {s: lc.cached_seed(fcfg.with_overrides({"train.seed": s}), fmt, steps, device,
                                   out / "seeds") for s in seeds}  # fmt: skip
         summary = lc.summarise(runs)
         out.mkdir(parents=True, exist_ok=True)

@@ -62,9 +62,9 @@ def run_seeds(
 
 def _jobs(cfg: Config, formats: list[str]) -> list[Job]:
     """The run's own formats, then each compare variant's."""
-    jobs = [("trained", cfg, fmt, fmt) for fmt in formats]
-    jobs += [(name, cfg.variant(name), fmt, f"{name}-{fmt}") for name in cfg.compare
-             for fmt in formats]  # fmt: skip
+    jobs = [("trained", cfg.for_format(fmt), fmt, fmt) for fmt in formats]
+    jobs += [(name, cfg.variant(name).for_format(fmt), fmt, f"{name}-{fmt}")
+             for name in cfg.compare for fmt in formats]  # fmt: skip
     return jobs
 
 

@@ -52,6 +52,37 @@ def test_overrides_parse_yaml_values_and_reject_unknown_keys() -> None:
         parse_set_args(["train.lr"])
 
 
+def test_a_format_gets_its_own_recipe_on_top_of_the_shared_config() -> None:
+    cfg = Config().with_overrides(["per_format.audio.train.epochs=7", "compare.slow.train.lr=1e-4"])
+    assert cfg.per_format == {"audio": {"train.epochs": 7}}
+    assert cfg.for_format("audio").train.epochs == 7
+    assert cfg.for_format("spectrogram").train.epochs == cfg.train.epochs == 100
+    slow_audio = cfg.variant("slow").for_format("audio")  # a compare variant keeps it
+    assert (slow_audio.train.epochs, slow_audio.train.lr) == (7, 1e-4)
+    assert cfg.for_format("audio").for_format("audio") == cfg.for_format("audio")
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("per_format.audi.train.epochs=7", "'audi' is not a format"),
+        ("per_format.audio.data.sample_rate=8000", "cannot differ between formats"),
+        ("per_format.audio.train.epoch=7", "per_format.audio: unknown config key 'train.epoch'"),
+        ("per_format.audio.train.epochs=0", "per_format.audio: config key 'train.epochs'"),
+        ("per_format.audio=7", "valid dictionary"),
+    ],
+)
+def test_bad_per_format_recipes_give_one_line_errors(override: str, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle) as err:
+        Config().with_overrides([override])
+    assert "\n" not in str(err.value)
+
+
+def test_a_key_set_per_format_and_by_a_compare_variant_is_refused() -> None:
+    with pytest.raises(ConfigError, match="both set 'train.lr'; set it in one place"):
+        Config().with_overrides(["compare.slow.train.lr=1e-4", "per_format.audio.train.lr=1e-3"])
+
+
 def test_optional_pretrain_section_can_be_set_by_override() -> None:
     cfg = Config().with_overrides(["data.pretrain.kind=unlabelled", "data.pretrain.root=/x"])
     assert cfg.data.pretrain is not None and cfg.data.pretrain.kind == "unlabelled"

@@ -21,7 +21,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
                                 "--set", f"data.cache_dir={out / 'cache'}",
                                 "--set", "train.epochs=6", "--formats", "audio,spectrogram,cross",
                                 "--set", "tracking.wandb=offline",
-                                "--set", "compare={lowlr: {train.lr: 0.0003}}")  # fmt: skip
+                                "--set", "compare={lowlr: {train.lr: 0.0003}}",
+                                "--set", "per_format.audio.train.epochs=7")  # fmt: skip
     assert code == 0, err
     return out, stdout
 
@@ -69,6 +70,15 @@ def test_a_compare_variant_is_pretrained_with_its_own_overrides(run: tuple[Path,
         assert variant.train.lr == 0.0003 and main.train.lr == 0.001
         assert variant.compare == {} and variant.model == main.model
         assert (out / "pretrain" / f"lowlr-{fmt}" / "encoder.pt").is_file()
+
+
+def test_each_format_is_pretrained_with_its_own_recipe(run: tuple[Path, str]) -> None:
+    out, _ = run
+    want = {"audio": 7, "lowlr-audio": 7, "spectrogram": 6, "lowlr-spectrogram": 6}
+    for label, epochs in want.items():
+        saved = load_config(out / "pretrain" / label / "config.yaml")
+        assert saved.train.epochs == epochs and saved.per_format == {}
+        assert json.loads((out / "pretrain" / label / "run.json").read_text())["epochs"] == epochs
 
 
 def test_every_trained_row_is_paired_with_its_own_control(run: tuple[Path, str]) -> None:

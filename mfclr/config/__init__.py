@@ -20,6 +20,7 @@ from mfclr.config.sections import (  # noqa: F401 (re-exported: one import path)
     COMPARE_PREFIXES,
     CROSS,
     DATASET_KINDS,
+    EMBEDDED_GENRES,
     FORMATS,
     FUSION_NAMES,
     HEAD_NAMES,
@@ -71,6 +72,34 @@ class Config(_Section):
     # prefixed with the variant's name: {name: {dotted key: value}}, e.g.
     # {"ntxent": {"train.vc_weight": 0.0}} adds ntxent-audio, ntxent-spectrogram, ntxent-fused.
     compare: dict[str, dict[str, Any]] = {}
+    # A format's own recipe on top of this config wherever that format's encoder is pretrained
+    # (audio, spectrogram or cross): {format: {dotted key: value}}, e.g.
+    # {"audio": {"train.epochs": 28}}: the formats learn at different speeds per step and per
+    # CPU second. The keys are compare's (probe data, inputs and encoders stay shared).
+    per_format: dict[str, dict[str, Any]] = {}
+
+    @model_validator(mode="after")
+    def _per_format(self) -> Config:
+        for fmt, overrides in self.per_format.items():
+            if fmt not in PRETRAIN_FORMATS:
+                raise ValueError(
+                    f"per_format: '{fmt}' is not a format; use {', '.join(PRETRAIN_FORMATS)}"
+                )
+            for key in overrides:
+                if not key.startswith(COMPARE_PREFIXES):
+                    raise ValueError(
+                        f"per_format.{fmt}: '{key}' cannot differ between formats (probe data, "
+                        f"inputs and encoders are shared); use keys under "
+                        f"{', '.join(COMPARE_PREFIXES)}"
+                    )
+                for name, variant in self.compare.items():
+                    if key in variant:  # which one wins would be a silent surprise
+                        raise ValueError(
+                            f"per_format.{fmt} and compare.{name} both set '{key}'; set it in "
+                            "one place"
+                        )
+            self.for_format(fmt)  # unknown keys and bad values fail now, not at that format
+        return self
 
     @model_validator(mode="after")
     def _compare_variants(self) -> Config:
@@ -89,6 +118,20 @@ class Config(_Section):
                     )
             self.variant(name)  # unknown keys and bad values fail now, not after pretraining
         return self
+
+    def for_format(self, fmt: str) -> Config:
+        """The config `fmt`'s encoder is pretrained with: this one with per_format[fmt] applied
+        (and per_format emptied, so applying it twice changes nothing)."""
+        if not self.per_format:
+            return self
+        data = self.to_dict()
+        data["per_format"] = {}
+        try:
+            for key, value in self.per_format.get(fmt, {}).items():
+                _set_dotted(data, key, value)
+            return build_config(data)
+        except ConfigError as err:
+            raise ConfigError(f"per_format.{fmt}: {err}") from None
 
     def variant(self, name: str) -> Config:
         """The config of compare variant `name`: this one with its overrides (and no variants)."""
@@ -177,7 +220,20 @@ def build_config(data: dict[str, Any] | None = None) -> Config:
 _OPTIONAL_SECTIONS: dict[str, type[_Section]] = {"data.pretrain": DatasetSpec}
 
 
+# Sections mapping a name to dotted overrides: `--set per_format.audio.train.epochs=28` sets
+# the key "train.epochs" of per_format["audio"].
+_OVERRIDE_MAPS = ("compare", "per_format")
+
+
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    head, _, rest = key.partition(".")
+    name, _, inner = rest.partition(".")
+    if head in _OVERRIDE_MAPS and name:
+        entry = data.setdefault(head, {})
+        if inner:
+            entry = entry.setdefault(name, {})
+        entry[inner or name] = value
+        return
     parts = key.split(".")
     node = data
     for i, part in enumerate(parts[:-1]):

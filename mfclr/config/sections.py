@@ -63,13 +63,38 @@ def _check_range(lo: float, hi: float, name: str) -> None:
 # ----------------------------------------------------------------------------- data
 
 
+# The embedded generator's genres in its order (mfclr/data/synthetic/genres.py; a test keeps the
+# two equal): named here so that a class set is checked with the config, without the generator.
+EMBEDDED_GENRES: tuple[str, ...] = (
+    "techno", "rock", "jazz", "ambient", "dnb", "folk", "metal", "reggae", "classical", "hiphop",
+)  # fmt: skip
+
+
 class EmbeddedData(_Section):
     """The synthetic genre dataset the project generates itself (no download)."""
 
     n_classes: int = Field(8, ge=2, le=10)
+    # The class set by name (another class set than the first n_classes, to check that a recipe
+    # is not tuned to one); when given, n_classes is its length.
+    genres: list[str] | None = None
     clips_per_class: int = Field(40, ge=3)
     seconds: float = Field(10.0, gt=0, le=120)
     seed: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _class_set(cls, data: Any) -> Any:
+        genres = data.get("genres") if isinstance(data, dict) else None
+        if not isinstance(genres, list):
+            return data  # unset, or a type error pydantic names
+        unknown = [g for g in genres if g not in EMBEDDED_GENRES]
+        if unknown:
+            raise ValueError(
+                f"genres: unknown genre '{unknown[0]}'; choose from {', '.join(EMBEDDED_GENRES)}"
+            )
+        if len(set(genres)) != len(genres) or len(genres) < 2:
+            raise ValueError("genres: list at least two different genres")
+        return {**data, "n_classes": len(genres)}
 
 
 # The dataset kinds (`data.probe.kind`, `data.pretrain.kind`) and what each reads.

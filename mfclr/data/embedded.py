@@ -39,7 +39,7 @@ def embedded_params(spec: EmbeddedData, sample_rate: int) -> dict[str, Any]:
     """Everything the generated files depend on (the manifest's content)."""
     return {
         "generator_version": GENERATOR_VERSION,
-        "genres": list(GENRES[: spec.n_classes]),
+        "genres": list(spec.genres or GENRES[: spec.n_classes]),
         "clips_per_class": spec.clips_per_class,
         "seconds": spec.seconds,
         "seed": spec.seed,

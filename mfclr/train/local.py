@@ -89,7 +89,7 @@ def check_resume(cfg: Config, fmt: str, run_dir: str | Path, *, override: bool =
     last = Path(run_dir) / "checkpoints" / "last.pt"
     if last.exists():
         state = ckpt.load(last, ckpt.PRETRAIN_KIND)
-        _check_resume(Path(run_dir), fmt, state, cfg, override, quiet=True)
+        _check_resume(Path(run_dir), fmt, state, cfg.for_format(fmt), override, quiet=True)
 
 
 def _check_resume(
@@ -163,6 +163,7 @@ def pretrain_local(
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = cfg.for_format(fmt)
     reporter = LocalReporter(run_dir, fmt, cfg.train.epochs)
     state, extra = _start_state(run_dir, reporter.last, fmt, cfg, resume, override_resume)
     save_config(cfg, run_dir / "config.yaml")

@@ -245,7 +245,7 @@ def launch(
     once `cfg.ray.max_failures` restarts are spent.
     """
     init_ray()
-    cfg = absolute_paths(cfg)
+    cfg = absolute_paths(cfg.for_format(fmt))
     gpu = resolve_use_gpu(cfg, run.use_gpu)
     sp = run.storage_path
     storage = sp if is_remote(sp) else str(Path(sp).resolve())

@@ -284,6 +284,16 @@ def final_stage_config(spec: SweepSpec, base: Config) -> Config:
     return base if heads == base.probe.heads else base.with_overrides({"probe.heads": heads})
 
 
+def _budget_epochs(base: Config) -> Config:
+    """budget.epochs is every format's epochs in a sweep (ASHA's max_t, halving's rungs): a
+    preset's per-format epochs (per_format.<format>.train.epochs) do not apply."""
+    per_format = {f: {k: v for k, v in over.items() if k != "train.epochs"}
+                  for f, over in base.per_format.items()}  # fmt: skip
+    if per_format == base.per_format:
+        return base
+    return base.with_overrides({"per_format": per_format})
+
+
 def load_sweep(path: str | Path, overrides: list[str] | None = None) -> tuple[SweepSpec, Config]:
     """Read and validate a sweep file; returns the spec (defaults resolved from the config, see
     `resolved`) and its base config (no trial params).
@@ -306,7 +316,7 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> tuple[Sw
         config_path = Path(spec.config)
         config_path = config_path if config_path.is_absolute() else path.parent / config_path
     try:
-        base = load_config(config_path, spec.preset, config_overrides(spec))
+        base = _budget_epochs(load_config(config_path, spec.preset, config_overrides(spec)))
     except ConfigError as err:
         raise ConfigError(f"{where}: {err}") from None
     validate_space(spec, base, where)

@@ -166,7 +166,7 @@ def trial_driver(
     """One Tune trial: with one worker, the training loop in this process (`run_trial`);
     with more, a Ray Train run named after the trial (resumed if it exists)."""
     fmt = config["format"]
-    cfg = trial_config(build_config(base), config, keys)
+    cfg = trial_config(build_config(base).for_format(fmt), config, keys)
     name = tune.get_context().get_trial_name()
     if cfg.ray.workers == 1:
         run_trial(cfg, fmt, name=name, train_storage=train_storage, use_gpu=use_gpu,

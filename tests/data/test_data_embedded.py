@@ -13,7 +13,7 @@ from scipy.stats import f_oneway
 from mfclr.config import EmbeddedData
 from mfclr.data.embedded import MANIFEST, generate_embedded
 from mfclr.data.synthetic import GENRES
-from mfclr.errors import DataError
+from mfclr.errors import ConfigError, DataError
 
 SPEC = EmbeddedData(n_classes=8, clips_per_class=4, seconds=2.0, seed=3)
 
@@ -91,3 +91,17 @@ def test_clips_distinct_and_classes_differ(generated):
     groups = [np.array(v) for v in by_class.values()]
     p_values = [f_oneway(*[g[:, k] for g in groups]).pvalue for k in range(3)]
     assert min(p_values) < 1e-3, p_values
+
+
+def test_a_class_set_by_name(tmp_path):
+    from mfclr.config import EMBEDDED_GENRES, build_config
+
+    assert EMBEDDED_GENRES == GENRES  # the config checks names against the generator's
+    spec = EmbeddedData(genres=["hiphop", "classical", "folk"], clips_per_class=3, seconds=0.5)
+    assert spec.n_classes == 3
+    root = generate_embedded(tmp_path / "named", spec, SR)
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["classical", "folk", "hiphop"]
+    for genres, needle in ((["rock", "polka"], "unknown genre 'polka'"),
+                           (["rock", "rock"], "at least two different genres")):  # fmt: skip
+        with pytest.raises(ConfigError, match=needle):
+            build_config({"data": {"probe": {"embedded": {"genres": genres}}}})

@@ -34,8 +34,16 @@ def test_the_shipped_sweeps_load() -> None:
     for path in SWEEPS:
         spec, base = load_sweep(path)
         assert spec.name == path.stem
-        assert base.train.epochs == spec.budget.epochs
+        for fmt in spec.formats:  # the budget is every format's, whatever a preset's per_format
+            assert base.for_format(fmt).train.epochs == spec.budget.epochs
         assert base.train.val_metric == spec.search.metric
+
+
+def test_the_budget_overrides_a_per_format_epoch_count_but_not_its_other_keys() -> None:
+    over = ["per_format.audio.train.epochs=9", "per_format.audio.train.lr=0.002"]
+    spec, base = load_sweep(ROOT / "sweeps" / "smoke.yaml", over)
+    audio = base.for_format("audio")
+    assert audio.train.epochs == spec.budget.epochs and audio.train.lr == 0.002
 
 
 def test_smoke_sweep_is_small_and_searches_the_issue_space() -> None:
