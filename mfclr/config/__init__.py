@@ -85,13 +85,8 @@ class Config(_Section):
                 raise ValueError(
                     f"per_format: '{fmt}' is not a format; use {', '.join(PRETRAIN_FORMATS)}"
                 )
+            _check_shared_keys(f"per_format.{fmt}", overrides, "differ between formats")
             for key in overrides:
-                if not key.startswith(COMPARE_PREFIXES):
-                    raise ValueError(
-                        f"per_format.{fmt}: '{key}' cannot differ between formats (probe data, "
-                        f"inputs and encoders are shared); use keys under "
-                        f"{', '.join(COMPARE_PREFIXES)}"
-                    )
                 for name, variant in self.compare.items():
                     if key in variant:  # which one wins would be a silent surprise
                         raise ValueError(
@@ -109,13 +104,7 @@ class Config(_Section):
                     f"compare variant name '{name}' must be lower-case letters, digits or _ "
                     f"and not one of {', '.join(RESERVED_SET_NAMES)}; rename it"
                 )
-            for key in overrides:
-                if not key.startswith(COMPARE_PREFIXES):
-                    raise ValueError(
-                        f"compare.{name}: '{key}' cannot vary between variants (probe data, "
-                        f"inputs and encoders are shared); use keys under "
-                        f"{', '.join(COMPARE_PREFIXES)}"
-                    )
+            _check_shared_keys(f"compare.{name}", overrides, "vary between variants")
             self.variant(name)  # unknown keys and bad values fail now, not after pretraining
         return self
 
@@ -124,25 +113,23 @@ class Config(_Section):
         (and per_format emptied, so applying it twice changes nothing)."""
         if not self.per_format:
             return self
-        data = self.to_dict()
-        data["per_format"] = {}
-        try:
-            for key, value in self.per_format.get(fmt, {}).items():
-                _set_dotted(data, key, value)
-            return build_config(data)
-        except ConfigError as err:
-            raise ConfigError(f"per_format.{fmt}: {err}") from None
+        return self._derived("per_format", fmt, self.per_format.get(fmt, {}))
 
     def variant(self, name: str) -> Config:
         """The config of compare variant `name`: this one with its overrides (and no variants)."""
+        return self._derived("compare", name, self.compare[name])
+
+    def _derived(self, section: str, name: str, overrides: dict[str, Any]) -> Config:
+        """This config with `section` (compare or per_format) emptied and `overrides` applied;
+        an error names `section.name`."""
         data = self.to_dict()
-        data["compare"] = {}
+        data[section] = {}
         try:
-            for key, value in self.compare[name].items():
+            for key, value in overrides.items():
                 _set_dotted(data, key, value)
             return build_config(data)
         except ConfigError as err:
-            raise ConfigError(f"compare.{name}: {err}") from None
+            raise ConfigError(f"{section}.{name}: {err}") from None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
@@ -181,6 +168,17 @@ class Config(_Section):
         for key, value in items.items():
             _set_dotted(data, key, value)
         return build_config(data)
+
+
+def _check_shared_keys(where: str, overrides: dict[str, Any], what: str) -> None:
+    """compare / per_format may only set keys that leave probe data, inputs and encoders
+    shared (COMPARE_PREFIXES)."""
+    for key in overrides:
+        if not key.startswith(COMPARE_PREFIXES):
+            raise ValueError(
+                f"{where}: '{key}' cannot {what} (probe data, inputs and encoders are shared); "
+                f"use keys under {', '.join(COMPARE_PREFIXES)}"
+            )
 
 
 # ----------------------------------------------------------------------------- building
