@@ -19,6 +19,8 @@ from mfclr.io import atomic_write_json, clean_stale_temps, git_sha
 from mfclr.probe.variants import aggregate_seeds
 from mfclr.report.results import write_results
 from mfclr.report.stage import probe_and_report
+from mfclr.train.budget import describe as describe_budget
+from mfclr.train.budget import resolve_epochs
 from mfclr.train.local import check_resume, pretrain_local
 
 log = logging.getLogger(__name__)
@@ -77,7 +79,7 @@ def _pretrain_all(
     sets: dict[str, dict[str, FrozenEncoder]] = {"trained": {}, CROSS: {}}
     checkpoints = {}
     for kind, job_cfg, fmt, label in jobs:
-        log.info("== pretraining %s (%d epochs)", label, job_cfg.train.epochs)
+        log.info("== pretraining %s (%s)", label, describe_budget(resolve_epochs(job_cfg)))
         paths = pretrain_local(job_cfg, fmt, out / "pretrain" / label, resume=not fresh,
                                progress=progress, tracking_dir=out, group=group, label=label,
                                override_resume=override)  # fmt: skip

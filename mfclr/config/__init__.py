@@ -124,6 +124,8 @@ class Config(_Section):
         an error names `section.name`."""
         data = self.to_dict()
         data[section] = {}
+        if "train.epochs" in overrides and "train.steps" not in overrides:
+            data["train"]["steps"] = None  # as in load_config: the budget named last wins
         try:
             for key, value in overrides.items():
                 _set_dotted(data, key, value)
@@ -316,11 +318,22 @@ def load_config(
             )
         data = _merge(data, read_yaml(PRESET_DIR / f"{preset}.yaml", "preset"))
     if path:
-        data = _merge(data, read_yaml(path))
+        layer = read_yaml(path)
+        data = _merge(data, layer)
+        if _names_epochs_only(layer.get("train")):
+            data["train"]["steps"] = None
     items = parse_set_args(overrides) if isinstance(overrides, list) else overrides or {}
     for key, value in items.items():
         _set_dotted(data, key, value)
+    if _names_epochs_only({k.removeprefix("train."): v for k, v in items.items()}):
+        data["train"]["steps"] = None
     return build_config(data)
+
+
+def _names_epochs_only(train: Any) -> bool:
+    """A layer that sets train.epochs and not train.steps budgets in epochs: the last layer that
+    names a budget wins (`--set train.epochs=5` on a preset with train.steps trains 5 epochs)."""
+    return isinstance(train, dict) and "epochs" in train and "steps" not in train
 
 
 def absolute_paths(cfg: Config) -> Config:

@@ -26,7 +26,7 @@ RESERVED_SET_NAMES: tuple[str, ...] = ("trained", "random", "random_init", CROSS
 COMPARE_PREFIXES: tuple[str, ...] = ("train.", "augment.", "model.projector")
 # The fusion strategies of mfclr/probe/fusion.py's registry (a test keeps the two equal): the
 # config checks names here, without importing torch.
-FUSION_NAMES: tuple[str, ...] = ("concat", "average", "weighted", "gated")
+FUSION_NAMES: tuple[str, ...] = ("concat", "average", "weighted", "product", "gated")
 HEAD_NAMES: tuple[str, ...] = ("linear", "mlp")  # probe-head kinds (mfclr/heads.py ProbeHead)
 # Projection heads g(h) the contrastive loss sees (mfclr/heads.py Projector): SimCLR's ablation.
 PROJECTOR_NAMES: tuple[str, ...] = ("mlp", "linear", "none")
@@ -292,6 +292,11 @@ class ModelConfig(_Section):
 
 class TrainConfig(_Section):
     epochs: int = Field(100, ge=1)
+    # A budget in optimiser steps instead (None: `epochs` is the budget): `epochs` is then
+    # derived from the pretraining split, the fewest whole epochs that hold this many steps, so a
+    # small dataset gets as many steps as a large one (mfclr/train/budget.py). Not in sweeps,
+    # whose budget is budget.epochs.
+    steps: int | None = Field(None, ge=1)
     batch_size: int = Field(48, ge=2)
     lr: float = Field(3e-4, gt=0)
     # Learning-rate schedule over all optimiser steps: linear warm-up for `warmup_steps`, then
@@ -331,6 +336,9 @@ class ProbeConfig(_Section):
     weight_decays: list[float] = [0.0, 1e-3]
     max_epochs: int = Field(300, ge=1)
     patience: int = Field(30, ge=1)
+    # What valid picks the epoch and grid point by: accuracy (ties: lower loss) or the loss
+    # alone, which is smoother and less optimistic on small valid splits.
+    select: Literal["accuracy", "loss"] = "accuracy"
     batch_size: int = Field(64, ge=1)
     seed: int = 0
     random_init_control: bool = True

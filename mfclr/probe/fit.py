@@ -130,6 +130,11 @@ class _Run:
     loss: float
 
 
+def _rank(cfg: ProbeConfig, accuracy: float, loss: float) -> tuple[float, ...]:
+    """Larger is better: (accuracy, -loss), or (-loss,) with probe.select = loss."""
+    return (-loss,) if cfg.select == "loss" else (accuracy, -loss)
+
+
 def _train_one(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -162,7 +167,7 @@ def _train_one(
             logits = model(vx)
             v_loss = F.cross_entropy(logits, vy).item()
             v_acc = (logits.argmax(1) == vy).double().mean().item()
-        if best is None or (v_acc, -v_loss) > (best.accuracy, -best.loss):
+        if best is None or _rank(cfg, v_acc, v_loss) > _rank(cfg, best.accuracy, best.loss):
             state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             best, since_best = _Run(state, epoch, v_acc, v_loss), 0
         else:
@@ -195,7 +200,7 @@ def fit_grid(
     )
     y, vy = (torch.from_numpy(np.asarray(a, dtype=np.int64)).to(dev) for a in (train[1], valid[1]))
     grid: list[dict[str, Any]] = []
-    best: tuple[tuple[float, float], _Run, float, float, nn.Module] | None = None
+    best: tuple[tuple[float, ...], _Run, float, float, nn.Module] | None = None
     for lr, wd in itertools.product(cfg.lrs, cfg.weight_decays):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)  # same init for every grid point: only lr/wd differ
@@ -205,7 +210,7 @@ def fit_grid(
             {"lr": lr, "weight_decay": wd, "best_epoch": run.epoch}
             | {"valid_accuracy": run.accuracy, "valid_loss": run.loss}
         )
-        key = (run.accuracy, -run.loss)
+        key = _rank(cfg, run.accuracy, run.loss)
         if best is None or key > best[0]:
             best = (key, run, lr, wd, model)
     assert best is not None  # _check_grid

@@ -11,6 +11,8 @@ same track everywhere), `labels` maps split -> (n,) int labels. Every choice a s
 - `concat`   feature level: formats concatenated in sorted format order, one probe.
 - `average`  decision level: one probe per format, mean of their class probabilities.
 - `weighted` decision level: one probe per format, weighted mean with weights tuned on valid.
+- `product`  decision level: one probe per format, the normalised product of their class
+             probabilities (a geometric mean: a class both formats find likely wins).
 - `gated`    model level: a small learned layer over the frozen embeddings (per-format projection,
              a softmax gate over formats, then the head), trained like a probe; its info reports
              the mean gate weight of each format on test.
@@ -216,6 +218,33 @@ def average(
     valid = _predict_each(features, formats, probes, "valid").mean(axis=0)
     test = _predict_each(features, formats, probes, "test").mean(axis=0)
     info = _decision_info("average", formats, features, probes)
+    info["valid_accuracy"] = _accuracy(valid, labels["valid"])
+    return FusionResult(probs=test, info=info)
+
+
+def _geometric_mean(probs: np.ndarray) -> np.ndarray:
+    """(K, n, C) probabilities -> (n, C): softmax of the mean log-probability over K."""
+    logp = np.log(np.clip(probs, 1e-12, None)).mean(axis=0)
+    logp -= logp.max(axis=1, keepdims=True)
+    p = np.exp(logp)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+@register_fusion("product")
+def product(
+    features: Features,
+    labels: Labels,
+    head: str,
+    cfg: ProbeConfig,
+    n_classes: int,
+    *,
+    device: str = "cpu",
+) -> FusionResult:
+    """Decision level: one probe per format, the normalised product of their probabilities."""
+    formats, probes = _per_format(features, labels, head, cfg, n_classes, device)
+    valid = _geometric_mean(_predict_each(features, formats, probes, "valid"))
+    test = _geometric_mean(_predict_each(features, formats, probes, "test"))
+    info = _decision_info("product", formats, features, probes)
     info["valid_accuracy"] = _accuracy(valid, labels["valid"])
     return FusionResult(probs=test, info=info)
 

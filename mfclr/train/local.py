@@ -22,6 +22,7 @@ from mfclr.errors import CheckpointError, ConfigError
 from mfclr.io import append_json_line, atomic_write_json, clean_stale_temps, git_sha
 from mfclr.probe.validate import make_validate
 from mfclr.tracking import RunInfo, safe_run_id, start_run, tracking_reporter
+from mfclr.train.budget import resolve_epochs
 from mfclr.train.export import export_encoders
 from mfclr.train.loop import epoch_line, pretrain
 
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 # change no trained weight.
 RESUMABLE_CHANGES = (
     "train.epochs",
+    "train.steps",
     "train.device",
     "train.eval_every",
     "train.val_metric",
@@ -163,7 +165,7 @@ def pretrain_local(
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    cfg = cfg.for_format(fmt)
+    cfg = resolve_epochs(cfg.for_format(fmt))
     reporter = LocalReporter(run_dir, fmt, cfg.train.epochs)
     state, extra = _start_state(run_dir, reporter.last, fmt, cfg, resume, override_resume)
     save_config(cfg, run_dir / "config.yaml")

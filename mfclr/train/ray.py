@@ -51,6 +51,7 @@ from mfclr.tracking import (
     tracking_reporter,
     wandb_root,
 )
+from mfclr.train.budget import resolve_epochs
 from mfclr.train.export import export_encoders
 from mfclr.train.loop import Report, epoch_line, pretrain
 
@@ -245,7 +246,7 @@ def launch(
     once `cfg.ray.max_failures` restarts are spent.
     """
     init_ray()
-    cfg = absolute_paths(cfg.for_format(fmt))
+    cfg = absolute_paths(resolve_epochs(cfg.for_format(fmt), world=cfg.ray.workers))
     gpu = resolve_use_gpu(cfg, run.use_gpu)
     sp = run.storage_path
     storage = sp if is_remote(sp) else str(Path(sp).resolve())

@@ -202,6 +202,7 @@ def config_overrides(spec: SweepSpec) -> dict[str, Any]:
     if spec.dataset is not None:
         over.update(_flatten(spec.dataset, "data.probe."))
     over["train.epochs"] = spec.budget.epochs
+    over["train.steps"] = None  # a preset's step budget would override budget.epochs
     given = {"train.val_metric": spec.search.metric, "train.eval_every": spec.search.eval_every}
     given |= {f"ray.{k}": v for k, v in spec.resources.model_dump().items()}
     over.update({k: v for k, v in given.items() if v is not None})
@@ -264,10 +265,11 @@ def validate_space(spec: SweepSpec, base: Config, where: str) -> None:
             f"{where}: ray.* keys are the sweep's resources, not search keys; "
             "set them under resources: instead"
         )
-    if "train.epochs" in keys:
-        raise ConfigError(
-            f"{where}: train.epochs is the budget, not a search key; set budget.epochs instead"
-        )
+    for budget_key in ("train.epochs", "train.steps"):
+        if budget_key in keys:
+            raise ConfigError(
+                f"{where}: {budget_key} is the budget, not a search key; set budget.epochs instead"
+            )
 
 
 def final_stage_config(spec: SweepSpec, base: Config) -> Config:
@@ -286,8 +288,8 @@ def final_stage_config(spec: SweepSpec, base: Config) -> Config:
 
 def _budget_epochs(base: Config) -> Config:
     """budget.epochs is every format's epochs in a sweep (ASHA's max_t, halving's rungs): a
-    preset's per-format epochs (per_format.<format>.train.epochs) do not apply."""
-    per_format = {f: {k: v for k, v in over.items() if k != "train.epochs"}
+    preset's per-format budget (per_format.<format>.train.epochs or .steps) does not apply."""
+    per_format = {f: {k: v for k, v in over.items() if k not in ("train.epochs", "train.steps")}
                   for f, over in base.per_format.items()}  # fmt: skip
     if per_format == base.per_format:
         return base

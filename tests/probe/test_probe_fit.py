@@ -65,6 +65,21 @@ def test_grid_ties_in_accuracy_go_to_lower_valid_loss() -> None:
     assert probe.info["weight_decay"] == best["weight_decay"]
 
 
+def test_select_loss_keeps_the_lowest_valid_loss_epoch_and_grid_point() -> None:
+    # Overlapping blobs: later epochs overfit, so the lowest-loss epoch is an early one.
+    (x, y), (vx, vy) = blobs(60, 0, d=32, sep=1.0), blobs(80, 1, d=32, sep=1.0)
+    cfg = CFG.model_copy(update={"select": "loss", "lrs": [1e-2, 1e-3], "max_epochs": 60})
+    probe = fit_probe(x, y, vx, vy, head="linear", n_classes=4, cfg=cfg)
+    best = min(probe.info["grid"], key=lambda g: g["valid_loss"])
+    assert probe.info["lr"] == best["lr"] and probe.info["valid_loss"] == best["valid_loss"]
+    # The kept weights are that epoch's: their valid loss is the reported one.
+    logp = np.log(probe.predict_proba(vx)[np.arange(len(vy)), vy])
+    assert -logp.mean() == pytest.approx(probe.info["valid_loss"], rel=1e-4)
+    by_acc = fit_probe(x, y, vx, vy, head="linear", n_classes=4, cfg=cfg.model_copy(
+        update={"select": "accuracy"}))  # fmt: skip
+    assert by_acc.info["valid_loss"] >= probe.info["valid_loss"]
+
+
 def test_deterministic_and_global_rng_untouched() -> None:
     (x, y), (vx, vy), (tx, _) = blobs(120, 0, sep=1.5), blobs(60, 1, sep=1.5), blobs(60, 2)
     state = torch.get_rng_state()

@@ -63,7 +63,7 @@ def test_concat_uses_a_fixed_format_order() -> None:
     assert np.array_equal(a.probs, b.probs)
 
 
-@pytest.mark.parametrize("name", ["average", "weighted"])
+@pytest.mark.parametrize("name", ["average", "weighted", "product"])
 def test_decision_level_fusions_give_probabilities(name: str) -> None:
     feats, labels = half_informative()
     res = get_fusion(name)(feats, labels, "linear", CFG, 4)
@@ -84,6 +84,19 @@ def test_weighted_puts_weight_on_the_informative_format() -> None:
     w = res.info["weights"]
     assert sum(w.values()) == pytest.approx(1.0)
     assert w["A"] > w["Z"]
+
+
+def test_product_is_the_normalised_geometric_mean_of_the_probes() -> None:
+    from mfclr.probe.fusion import _geometric_mean
+
+    p = np.array([[[0.5, 0.5, 0.0]], [[0.9, 0.05, 0.05]]])
+    root = np.sqrt([0.5 * 0.9, 0.5 * 0.05])
+    np.testing.assert_allclose(_geometric_mean(p)[0, :2], root / root.sum(), atol=1e-5)
+    assert _geometric_mean(p)[0, 2] < 1e-6  # a class one format rules out stays out
+    feats, labels = half_informative()
+    res = get_fusion("product")(feats, labels, "linear", CFG, 4)
+    each = [get_fusion("concat")({f: feats[f]}, labels, "linear", CFG, 4).probs for f in "AB"]
+    np.testing.assert_allclose(res.probs, _geometric_mean(np.stack(each)), atol=1e-9)
 
 
 def test_simplex_grid() -> None:

@@ -130,6 +130,11 @@ _DELETE = object()
             {"key": "ray.workers", "type": "choice", "choices": [1, 2]},
             "set them under resources:",
         ),
+        (
+            "search/space/probe_head",
+            {"key": "train.steps", "type": "choice", "choices": [100, 200]},
+            "train.steps is the budget",
+        ),
         ("search/metric", "knn", "has no effect"),
         ("search/space/temperature/formats", ["video"], "search.space.temperature.formats"),
         ("formats", ["audio", "audio"], "lists a format twice"),
