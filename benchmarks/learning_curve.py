@@ -39,6 +39,7 @@ from mfclr.io import atomic_write_text
 from mfclr.probe.embed import embed_splits
 from mfclr.probe.fit import fit_probe
 from mfclr.probe.validate import knn_accuracy
+from mfclr.train.budget import resolve_epochs
 from mfclr.train.loop import pretrain
 
 log = logging.getLogger("learning_curve")
@@ -148,7 +149,9 @@ def batches_per_pass(cfg: Config) -> int:
 
 
 def budget_steps(cfg: Config) -> int:
-    """The optimiser steps a plain run of `cfg` takes (one worker): epochs x steps per epoch."""
+    """The optimiser steps a plain run of `cfg` takes (one worker): epochs x steps per epoch,
+    the epochs derived from train.steps when it is set."""
+    cfg = resolve_epochs(cfg)
     per_epoch = batches_per_pass(cfg)
     if cfg.train.max_steps_per_epoch is not None:
         per_epoch = min(per_epoch, cfg.train.max_steps_per_epoch)

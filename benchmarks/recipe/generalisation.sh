@@ -12,11 +12,11 @@ export MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736  # as the Makefile
 mfclr=${MFCLR:-.venv/bin/mfclr}
 declare -A DATA=(
   # the demo's first eight genres, another seed, and all ten
-  [seed1-10classes]="data.probe.embedded.seed=1 data.probe.embedded.n_classes=10"
+  [seed1-10classes]="data.probe.embedded.seed=1 data.probe.embedded.n_classes=10 data.probe.embedded.clips_per_class=200"
   # six genres, two of them unseen by the demo (classical, hiphop), a third seed
-  [seed2-6genres]="data.probe.embedded.seed=2 data.probe.embedded.genres=[classical,hiphop,folk,jazz,metal,reggae]"
+  [seed2-6genres]="data.probe.embedded.seed=2 data.probe.embedded.clips_per_class=200 data.probe.embedded.genres=[classical,hiphop,folk,jazz,metal,reggae]"
   # five close pairs and neighbours (electronic and guitar families), a fourth seed
-  [seed3-5close]="data.probe.embedded.seed=3 data.probe.embedded.genres=[techno,dnb,rock,metal,ambient]"
+  [seed3-5close]="data.probe.embedded.seed=3 data.probe.embedded.clips_per_class=200 data.probe.embedded.genres=[techno,dnb,rock,metal,ambient]"
   # the held-out real music's shape: nine classes, 225 / 90 / 135 clips of 10 s, a fifth seed
   [seed4-9small]="data.probe.embedded.seed=4 data.probe.embedded.n_classes=9 data.probe.embedded.clips_per_class=50 data.probe.embedded.seconds=10.0"
 )

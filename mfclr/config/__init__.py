@@ -124,11 +124,8 @@ class Config(_Section):
         an error names `section.name`."""
         data = self.to_dict()
         data[section] = {}
-        if "train.epochs" in overrides and "train.steps" not in overrides:
-            data["train"]["steps"] = None  # as in load_config: the budget named last wins
         try:
-            for key, value in overrides.items():
-                _set_dotted(data, key, value)
+            _set_all(data, overrides)
             return build_config(data)
         except ConfigError as err:
             raise ConfigError(f"{section}.{name}: {err}") from None
@@ -167,8 +164,7 @@ class Config(_Section):
         """A copy with dotted-key overrides (`{"train.lr": 1e-3}` or `["train.lr=1e-3"]`)."""
         data = self.to_dict()
         items = parse_set_args(overrides) if isinstance(overrides, list) else overrides
-        for key, value in items.items():
-            _set_dotted(data, key, value)
+        _set_all(data, items)
         return build_config(data)
 
 
@@ -323,11 +319,16 @@ def load_config(
         if _names_epochs_only(layer.get("train")):
             data["train"]["steps"] = None
     items = parse_set_args(overrides) if isinstance(overrides, list) else overrides or {}
+    _set_all(data, items)
+    return build_config(data)
+
+
+def _set_all(data: dict[str, Any], items: dict[str, Any]) -> None:
+    """Apply dotted overrides; one that sets train.epochs and not train.steps unsets steps."""
     for key, value in items.items():
         _set_dotted(data, key, value)
     if _names_epochs_only({k.removeprefix("train."): v for k, v in items.items()}):
         data["train"]["steps"] = None
-    return build_config(data)
 
 
 def _names_epochs_only(train: Any) -> bool:

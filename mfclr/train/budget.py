@@ -41,7 +41,9 @@ def resolve_epochs(cfg: Config, world: int = 1) -> Config:
     n = len(load_dataset(cfg.data, "pretrain", progress=False).splits["train"])
     per_epoch = steps_per_epoch(n, tc.batch_size, world, tc.max_steps_per_epoch)
     epochs = epochs_for(tc.steps, per_epoch)
-    return cfg if epochs == tc.epochs else cfg.with_overrides({"train.epochs": epochs})
+    if epochs == tc.epochs:
+        return cfg
+    return cfg.with_overrides({"train.epochs": epochs, "train.steps": tc.steps})
 
 
 def describe(cfg: Config) -> str:
