@@ -203,23 +203,27 @@ def _decision_info(
     }
 
 
-@register_fusion("average")
-def average(
-    features: Features,
-    labels: Labels,
-    head: str,
-    cfg: ProbeConfig,
-    n_classes: int,
-    *,
-    device: str = "cpu",
-) -> FusionResult:
-    """Decision level: one probe per format, unweighted mean of their class probabilities."""
-    formats, probes = _per_format(features, labels, head, cfg, n_classes, device)
-    valid = _predict_each(features, formats, probes, "valid").mean(axis=0)
-    test = _predict_each(features, formats, probes, "test").mean(axis=0)
-    info = _decision_info("average", formats, features, probes)
-    info["valid_accuracy"] = _accuracy(valid, labels["valid"])
-    return FusionResult(probs=test, info=info)
+def _pooling_fusion(name: str, pool: Callable[[np.ndarray], np.ndarray], doc: str) -> FusionFn:
+    """Register a decision-level fusion: one probe per format, `pool` (K, n, C) -> (n, C)."""
+
+    def fusion(
+        features: Features,
+        labels: Labels,
+        head: str,
+        cfg: ProbeConfig,
+        n_classes: int,
+        *,
+        device: str = "cpu",
+    ) -> FusionResult:
+        formats, probes = _per_format(features, labels, head, cfg, n_classes, device)
+        valid = pool(_predict_each(features, formats, probes, "valid"))
+        test = pool(_predict_each(features, formats, probes, "test"))
+        info = _decision_info(name, formats, features, probes)
+        info["valid_accuracy"] = _accuracy(valid, labels["valid"])
+        return FusionResult(probs=test, info=info)
+
+    fusion.__doc__ = doc
+    return register_fusion(name)(fusion)
 
 
 def _geometric_mean(probs: np.ndarray) -> np.ndarray:
@@ -230,23 +234,16 @@ def _geometric_mean(probs: np.ndarray) -> np.ndarray:
     return p / p.sum(axis=1, keepdims=True)
 
 
-@register_fusion("product")
-def product(
-    features: Features,
-    labels: Labels,
-    head: str,
-    cfg: ProbeConfig,
-    n_classes: int,
-    *,
-    device: str = "cpu",
-) -> FusionResult:
-    """Decision level: one probe per format, the normalised product of their probabilities."""
-    formats, probes = _per_format(features, labels, head, cfg, n_classes, device)
-    valid = _geometric_mean(_predict_each(features, formats, probes, "valid"))
-    test = _geometric_mean(_predict_each(features, formats, probes, "test"))
-    info = _decision_info("product", formats, features, probes)
-    info["valid_accuracy"] = _accuracy(valid, labels["valid"])
-    return FusionResult(probs=test, info=info)
+average = _pooling_fusion(
+    "average",
+    lambda probs: probs.mean(axis=0),
+    "Decision level: one probe per format, unweighted mean of their class probabilities.",
+)
+product = _pooling_fusion(
+    "product",
+    _geometric_mean,
+    "Decision level: one probe per format, the normalised product of their probabilities.",
+)
 
 
 def simplex_grid(k: int, step: float = WEIGHT_STEP) -> np.ndarray:
