@@ -20,7 +20,6 @@ from mfclr.probe.variants import aggregate_seeds
 from mfclr.report.results import write_results
 from mfclr.report.stage import probe_and_report
 from mfclr.train.budget import describe as describe_budget
-from mfclr.train.budget import resolve_epochs
 from mfclr.train.local import check_resume, pretrain_local
 
 log = logging.getLogger(__name__)
@@ -79,7 +78,7 @@ def _pretrain_all(
     sets: dict[str, dict[str, FrozenEncoder]] = {"trained": {}, CROSS: {}}
     checkpoints = {}
     for kind, job_cfg, fmt, label in jobs:
-        log.info("== pretraining %s (%s)", label, describe_budget(resolve_epochs(job_cfg)))
+        log.info("== pretraining %s (%s)", label, describe_budget(job_cfg))
         paths = pretrain_local(job_cfg, fmt, out / "pretrain" / label, resume=not fresh,
                                progress=progress, tracking_dir=out, group=group, label=label,
                                override_resume=override)  # fmt: skip

@@ -47,6 +47,6 @@ def resolve_epochs(cfg: Config, world: int = 1) -> Config:
 
 
 def describe(cfg: Config) -> str:
-    """'14 epochs' or '350 steps: 14 epochs' for progress lines."""
-    epochs = f"{cfg.train.epochs} epochs"
-    return epochs if cfg.train.steps is None else f"{cfg.train.steps} steps: {epochs}"
+    """'14 epochs' or '350 steps' for progress lines (no dataset is opened to say it)."""
+    tc = cfg.train
+    return f"{tc.epochs} epochs" if tc.steps is None else f"{tc.steps} steps"
