@@ -10,7 +10,7 @@ import pytest
 
 from mfclr.errors import DataError
 from mfclr.report.markdown import BEST_MARK, format_confusion, results_table
-from mfclr.report.results import read_results, write_results
+from mfclr.report.results import read_results, results_markdown, write_results
 
 NAMES = ["rock", "jazz"]
 
@@ -116,3 +116,14 @@ def test_results_md_ends_with_the_callers_sections_and_names_the_best_row_once(t
     # The best row is named with the same sentence report.md uses.
     assert md.count(BEST_MARK + " chosen on valid accuracy") == 1
     assert best_sentence(ROWS[1]) in md and "concat fusion of audio" in best_sentence(ROWS[1])
+
+
+def test_a_tie_on_valid_stars_one_row_the_one_the_sentence_names() -> None:
+    rows = [dict(r, valid_accuracy=0.9) for r in ROWS]  # every row ties on valid
+    marked = [ln for ln in results_table(rows).splitlines() if BEST_MARK in ln]
+    assert len(marked) == 1 and ROWS[0]["name"] in marked[0]
+    md = results_markdown(rows, {"label_names": NAMES})
+    assert md.count(BEST_MARK) == 2  # the table's row and the sentence under it
+    sentence = next(ln for ln in md.splitlines() if "chosen on" in ln)
+    assert f"**{ROWS[0]['name']} · linear**" in sentence
+    assert f"## Confusion matrix: {ROWS[0]['name']}" in md
