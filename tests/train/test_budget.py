@@ -73,11 +73,39 @@ def test_the_budget_named_last_wins() -> None:
     both = load_config(preset="demo", overrides=["train.epochs=5", "train.steps=20"])
     assert (both.train.steps, both.train.epochs) == (20, 5)
     audio = load_config(preset="demo", overrides=["per_format.audio.train.epochs=3"])
-    assert audio.train.steps == 350 and audio.for_format("spectrogram").train.steps == 350
+    assert audio.train.steps == 350 and audio.for_format("spectrogram").train.steps == 700
     assert (audio.for_format("audio").train.steps, audio.for_format("audio").train.epochs) == (
         None,
         3,
     )
+
+
+def steps_and_epochs(cfg, fmt: str) -> tuple[int | None, int]:
+    own = cfg.for_format(fmt).train
+    return own.steps, own.epochs
+
+
+def test_a_budget_named_for_all_formats_replaces_the_presets_per_format_budget(
+    tmp_path: Path,
+) -> None:
+    demo = load_config(preset="demo")
+    assert steps_and_epochs(demo, "spectrogram")[0] == 700  # the preset's own, below replaced
+    quick = load_config(preset="demo", overrides=["train.steps=20"])
+    assert steps_and_epochs(quick, "spectrogram")[0] == steps_and_epochs(quick, "audio")[0] == 20
+    epochs = load_config(preset="demo", overrides=["train.epochs=2"])
+    assert steps_and_epochs(epochs, "spectrogram") == steps_and_epochs(epochs, "audio") == (None, 2)
+    # the same layer may still give one format its own budget
+    own = load_config(
+        preset="demo", overrides=["train.steps=20", "per_format.spectrogram.train.steps=40"]
+    )
+    assert (steps_and_epochs(own, "audio")[0], steps_and_epochs(own, "spectrogram")[0]) == (20, 40)
+    path = tmp_path / "c.yaml"
+    path.write_text("train: {steps: 30}\n")
+    from_file = load_config(path, preset="demo")
+    assert steps_and_epochs(from_file, "spectrogram")[0] == 30
+    # a layer that names no budget leaves the per-format one alone
+    lr = load_config(preset="demo", overrides=["train.lr=0.002"])
+    assert steps_and_epochs(lr, "spectrogram")[0] == 700
 
 
 def test_a_config_file_with_epochs_replaces_a_presets_step_budget(tmp_path: Path) -> None:
