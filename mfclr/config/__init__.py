@@ -316,33 +316,33 @@ def load_config(
     if path:
         layer = read_yaml(path)
         train = layer.get("train")
-        if isinstance(train, dict) and _BUDGET_KEYS & {f"train.{k}" for k in train}:
-            _drop_per_format_budgets(data)
+        if isinstance(train, dict) and {"steps", "epochs"} & set(train):
+            data["per_format"] = without_budgets(data["per_format"])
         data = _merge(data, layer)
         if _names_epochs_only(train):
             data["train"]["steps"] = None
     items = parse_set_args(overrides) if isinstance(overrides, list) else overrides or {}
-    if _BUDGET_KEYS & set(items):
-        _drop_per_format_budgets(data)
+    if set(BUDGET_KEYS) & set(items):
+        data["per_format"] = without_budgets(data["per_format"])
     _set_all(data, items)
     return build_config(data)
 
 
-_BUDGET_KEYS = {"train.steps", "train.epochs"}
+BUDGET_KEYS = ("train.steps", "train.epochs")
 
 
-def _drop_per_format_budgets(data: dict[str, Any]) -> None:
-    """A layer that names the budget (train.steps or train.epochs) sets it for every format:
-    the per-format budgets of the layers below it go (`--set train.steps=100` on the demo, whose
-    spectrogram has its own 700, trains both formats 100 steps); the layer's own per_format
-    entries, merged after this, still apply."""
-    per_format = data.get("per_format") or {}
-    for fmt in list(per_format):
-        kept = {k: v for k, v in per_format[fmt].items() if k not in _BUDGET_KEYS}
+def without_budgets(per_format: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """`per_format` without its budget keys (formats left with nothing dropped). A layer that
+    names the budget sets it for every format, so the per-format budgets of the layers below it
+    go (`--set train.steps=100` on the demo, whose spectrogram has its own 700, trains both 100
+    steps); the layer's own per_format entries, applied after this, still count. Sweeps budget
+    every format with budget.epochs the same way."""
+    out = {}
+    for fmt, over in per_format.items():
+        kept = {k: v for k, v in over.items() if k not in BUDGET_KEYS}
         if kept:
-            per_format[fmt] = kept
-        else:
-            del per_format[fmt]
+            out[fmt] = kept
+    return out
 
 
 def _set_all(data: dict[str, Any], items: dict[str, Any]) -> None:

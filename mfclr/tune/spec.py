@@ -40,6 +40,7 @@ from mfclr.config import (
     parse_set_args,
     read_yaml,
     validation_message,
+    without_budgets,
 )
 from mfclr.errors import ConfigError
 
@@ -289,8 +290,7 @@ def final_stage_config(spec: SweepSpec, base: Config) -> Config:
 def _budget_epochs(base: Config) -> Config:
     """budget.epochs is every format's epochs in a sweep (ASHA's max_t, halving's rungs): a
     preset's per-format budget (per_format.<format>.train.epochs or .steps) does not apply."""
-    per_format = {f: {k: v for k, v in over.items() if k not in ("train.epochs", "train.steps")}
-                  for f, over in base.per_format.items()}  # fmt: skip
+    per_format = without_budgets(base.per_format)
     if per_format == base.per_format:
         return base
     return base.with_overrides({"per_format": per_format})
