@@ -336,9 +336,21 @@ class ProbeConfig(_Section):
     weight_decays: list[float] = [0.0, 1e-3]
     max_epochs: int = Field(300, ge=1)
     patience: int = Field(30, ge=1)
+    # How the linear head is fitted: "lbfgs" solves the L2-regularised cross-entropy to
+    # convergence (multinomial logistic regression, SimCLR's linear evaluation), one fit per
+    # `l2s` value; "adam" trains it like the MLP head (the lrs x weight_decays grid, early
+    # stopping on valid), which under-fits the 1024-d concatenation (docs/recipe.md). The MLP
+    # head and the gated fusion always use Adam.
+    linear_solver: Literal["adam", "lbfgs"] = "lbfgs"
+    # L2 penalty 0.5 * l2 * |W|^2 on the mean cross-entropy, chosen on valid (lbfgs only);
+    # strongest first: each fit starts from the previous solution.
+    l2s: list[float] = [1.0, 3e-1, 1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4]
+    lbfgs_max_iter: int = Field(500, ge=1)
     # What valid picks the epoch and grid point by: accuracy (ties: lower loss) or the loss
-    # alone, which is smoother and less optimistic on small valid splits.
-    select: Literal["accuracy", "loss"] = "accuracy"
+    # alone, which is smoother and less optimistic on small valid splits. "auto": the loss for
+    # L-BFGS fits (l2), accuracy for Adam fits (epoch and grid point), as measured in
+    # docs/recipe.md ("The linear probe as logistic regression").
+    select: Literal["auto", "accuracy", "loss"] = "auto"
     batch_size: int = Field(64, ge=1)
     seed: int = 0
     random_init_control: bool = True

@@ -10,7 +10,11 @@ from mfclr.config import ProbeConfig
 from mfclr.errors import ConfigError, DataError
 from mfclr.probe.fit import fit_probe
 
-CFG = ProbeConfig(lrs=[1e-2], weight_decays=[0.0], max_epochs=80, patience=15, hidden_dim=32)
+# The Adam path (the MLP head's, and the linear head's with linear_solver adam); LBFGS below.
+CFG = ProbeConfig(
+    lrs=[1e-2], weight_decays=[0.0], max_epochs=80, patience=15, hidden_dim=32,
+    linear_solver="adam",
+)  # fmt: skip
 
 
 def blobs(n: int, seed: int, d: int = 16, c: int = 4, sep: float = 4.0):
@@ -130,3 +134,56 @@ def test_bad_input_errors() -> None:
     probe = fit(cfg=CFG.model_copy(update={"max_epochs": 2}))
     with pytest.raises(DataError, match="fitted on 16"):
         probe.predict_proba(vx[:, :8])
+
+
+LBFGS = CFG.model_copy(update={"linear_solver": "lbfgs", "l2s": [1e-2]})
+
+
+def test_lbfgs_linear_probe_is_scikit_learns_logistic_regression() -> None:
+    """The lbfgs solver minimises mean cross-entropy + 0.5 * l2 * |W|^2, which is scikit-learn's
+    LogisticRegression with C = 1 / (l2 * n) on the same standardised features."""
+    from sklearn.linear_model import LogisticRegression
+
+    (x, y), (vx, vy), (tx, _) = blobs(200, 0, sep=1.5), blobs(80, 1, sep=1.5), blobs(400, 2)
+    probe = fit_probe(x, y, vx, vy, head="linear", n_classes=4, cfg=LBFGS)
+    std = probe.standardizer
+    ref = LogisticRegression(C=1 / (1e-2 * len(x)), tol=1e-8, max_iter=5000).fit(std(x), y)
+    linear = probe.model.net[0]
+    np.testing.assert_allclose(
+        linear.weight.detach().numpy() - linear.weight.detach().numpy().mean(0),
+        ref.coef_ - ref.coef_.mean(0),  # softmax weights are defined up to a shared shift
+        atol=2e-3,
+    )
+    agree = probe.predict_proba(tx).argmax(1) == ref.predict(std(tx))
+    assert agree.mean() >= 0.99
+    assert probe.info["solver"] == "lbfgs" and probe.info["l2"] == 1e-2
+
+
+def test_lbfgs_picks_its_l2_on_valid_and_leaves_the_mlp_head_on_adam() -> None:
+    (x, y), (vx, vy) = blobs(60, 0, d=32, sep=1.0), blobs(80, 1, d=32, sep=1.0)
+    cfg = LBFGS.model_copy(update={"l2s": [1e-4, 1e-2, 1.0]})
+    probe = fit_probe(x, y, vx, vy, head="linear", n_classes=4, cfg=cfg)
+    assert [g["l2"] for g in probe.info["grid"]] == [1e-4, 1e-2, 1.0]  # as listed
+    # select "auto" (the default): the lowest valid loss for L-BFGS fits.
+    assert cfg.select == "auto"
+    assert probe.info["valid_loss"] == min(g["valid_loss"] for g in probe.info["grid"])
+    assert _acc(probe, vx, vy) == pytest.approx(probe.info["valid_accuracy"])
+    by_acc = fit_probe(x, y, vx, vy, head="linear", n_classes=4,
+                       cfg=cfg.model_copy(update={"select": "accuracy"}))  # fmt: skip
+    best = max(by_acc.info["grid"], key=lambda g: (g["valid_accuracy"], -g["valid_loss"]))
+    assert by_acc.info["l2"] == best["l2"]
+    # A stronger penalty gives smaller weights: the grid points really differ.
+    sizes = [fit_probe(x, y, vx, vy, head="linear", n_classes=4,
+                       cfg=cfg.model_copy(update={"l2s": [l2]})).model.net[0].weight.norm()
+             for l2 in (1e-4, 1.0)]  # fmt: skip
+    assert sizes[0] > 3 * sizes[1]
+    mlp = fit_probe(x, y, vx, vy, head="mlp", n_classes=4, cfg=cfg)
+    adam = fit_probe(x, y, vx, vy, head="mlp", n_classes=4, cfg=CFG)
+    assert "lr" in mlp.info and mlp.info["grid"] == adam.info["grid"]
+
+
+def test_lbfgs_rejects_a_zero_penalty() -> None:
+    (x, y), (vx, vy) = blobs(40, 0), blobs(20, 1)
+    with pytest.raises(ConfigError, match=r"probe.l2s must be .* > 0"):
+        fit_probe(x, y, vx, vy, head="linear", n_classes=4,
+                  cfg=LBFGS.model_copy(update={"l2s": [0.0, 1e-2]}))  # fmt: skip

@@ -80,10 +80,19 @@ def test_weighted_puts_weight_on_the_informative_format() -> None:
     rng = np.random.default_rng(5)
     noise = {s: rng.standard_normal((n, 4)).astype(np.float32) for s, n in N.items()}
     both_a = {"A": {s: np.concatenate([feats["A"][s], feats["B"][s]], 1) for s in N}, "Z": noise}
-    res = get_fusion("weighted")(both_a, labels, "linear", CFG, 4)
+    # On 80 valid tracks one track decides: with the L-BFGS probe (98.75 % on valid), mixing in
+    # the noise format happens to flip one valid track to right, so its weights show nothing;
+    # with the Adam probe they show the rule.
+    adam = CFG.model_copy(update={"linear_solver": "adam"})
+    res = get_fusion("weighted")(both_a, labels, "linear", adam, 4)
     w = res.info["weights"]
     assert sum(w.values()) == pytest.approx(1.0)
     assert w["A"] > w["Z"]
+    # Under the default probe the noise format costs nothing on test either.
+    mixed = get_fusion("weighted")(both_a, labels, "linear", CFG, 4)
+    alone = get_fusion("concat")({"A": both_a["A"]}, labels, "linear", CFG, 4)
+    acc = lambda r: (r.probs.argmax(1) == labels["test"]).mean()
+    assert mixed.info["weights"]["A"] > 0 and acc(mixed) >= acc(alone) - 0.02
 
 
 def test_product_is_the_normalised_geometric_mean_of_the_probes() -> None:
