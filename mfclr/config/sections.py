@@ -369,6 +369,9 @@ class ProbeConfig(_Section):
                 )
         if not self.heads:  # no fusion is fine (single formats only); no head gives no row
             raise ValueError(f"probe.heads is empty; list at least one of {', '.join(HEAD_NAMES)}")
+        if self.linear_solver == "lbfgs" and (not self.l2s or min(self.l2s) <= 0):
+            # l2 = 0 has no optimum on separable data: L-BFGS would run the weights to infinity.
+            raise ValueError(f"probe.l2s must be a non-empty list of numbers > 0, got {self.l2s}")
         return self
 
 

@@ -187,3 +187,10 @@ def test_lbfgs_rejects_a_zero_penalty() -> None:
     with pytest.raises(ConfigError, match=r"probe.l2s must be .* > 0"):
         fit_probe(x, y, vx, vy, head="linear", n_classes=4,
                   cfg=LBFGS.model_copy(update={"l2s": [0.0, 1e-2]}))  # fmt: skip
+
+
+def test_a_zero_penalty_is_refused_when_the_config_is_read() -> None:
+    # Before any embedding pass: the config edge refuses it, not the probe stage at the end.
+    with pytest.raises(ValueError, match=r"probe.l2s must be .* > 0"):
+        ProbeConfig(l2s=[0.0])
+    assert ProbeConfig(l2s=[0.0], linear_solver="adam").l2s == [0.0]  # unused by Adam
