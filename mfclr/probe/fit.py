@@ -231,6 +231,9 @@ def _train_lbfgs(
     return _Run(state, iters, v_acc, v_loss)
 
 
+PATH_PATIENCE = 2
+
+
 def _grid_points(cfg: ProbeConfig, solver: str) -> list[dict[str, Any]]:
     if solver == "lbfgs":
         return [{"solver": "lbfgs", "l2": l2} for l2 in cfg.l2s]
@@ -254,9 +257,10 @@ def fit_grid(
     grid point starts from the same seeded init (only lr/wd differ) and is early-stopped on valid
     loss/accuracy; the winner has the best valid accuracy (ties: lower valid loss, then grid
     order). Returns that model in eval mode and info: lr, weight_decay, best_epoch,
-    valid_accuracy, valid_loss, grid (one entry per grid point); lbfgs reports l2 and solver
-    instead of lr and weight_decay, and iterations instead of best_epoch. The global RNG is
-    untouched.
+    valid_accuracy, valid_loss, grid (one entry per fitted grid point); lbfgs reports l2 and
+    solver instead of lr and weight_decay, and iterations instead of best_epoch, and picked by
+    valid loss over l2s listed strongest first it stops once the valid loss has risen
+    PATH_PATIENCE times past its best. The global RNG is untouched.
     """
     _check_grid(cfg, solver)
     dev = torch.device(device)
@@ -268,6 +272,11 @@ def fit_grid(
     best: tuple[tuple[float, ...], _Run, dict[str, Any], nn.Module] | None = None
     warm: dict[str, torch.Tensor] | None = None
     steps_key = "iterations" if solver == "lbfgs" else "best_epoch"
+    select = selection(cfg, solver)
+    # Along a path of ever weaker penalties the valid loss falls, then rises; once it has risen
+    # PATH_PATIENCE times past its best the weaker (and slowest: most iterations) fits cannot win.
+    on_path = solver == "lbfgs" and select == "loss" and cfg.l2s == sorted(cfg.l2s, reverse=True)
+    since_best = 0
     for point in _grid_points(cfg, solver):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)  # same init for every grid point: only lr/wd differ
@@ -284,9 +293,13 @@ def fit_grid(
         grid.append(
             point | {steps_key: run.epoch, "valid_accuracy": run.accuracy, "valid_loss": run.loss}
         )
-        key = _rank(selection(cfg, solver), run.accuracy, run.loss)
+        key = _rank(select, run.accuracy, run.loss)
         if best is None or key > best[0]:
-            best = (key, run, point, model)
+            best, since_best = (key, run, point, model), 0
+        else:
+            since_best += 1
+            if on_path and since_best >= PATH_PATIENCE:
+                break
     assert best is not None  # _check_grid
     _, run, point, final = best
     final.load_state_dict(run.state)

@@ -194,3 +194,18 @@ def test_a_zero_penalty_is_refused_when_the_config_is_read() -> None:
     with pytest.raises(ValueError, match=r"probe.l2s must be .* > 0"):
         ProbeConfig(l2s=[0.0])
     assert ProbeConfig(l2s=[0.0], linear_solver="adam").l2s == [0.0]  # unused by Adam
+
+
+def test_lbfgs_path_stops_once_the_valid_loss_has_risen_twice() -> None:
+    (x, y), (vx, vy) = blobs(60, 0, d=32, sep=1.0), blobs(80, 1, d=32, sep=1.0)
+    l2s = [3.0, 1.0, 0.3, 0.1, 0.03, 0.01, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5]
+    cfg = LBFGS.model_copy(update={"l2s": l2s})
+    probe = fit_probe(x, y, vx, vy, head="linear", n_classes=4, cfg=cfg)
+    losses = [g["valid_loss"] for g in probe.info["grid"]]
+    best = losses.index(min(losses))
+    assert len(losses) == best + 3 < len(l2s)  # two fits past the best, then it stopped
+    assert losses[best + 1] > losses[best] and losses[best + 2] > losses[best]
+    # The full path picks the same l2: the skipped, weaker fits are all worse on valid loss.
+    full = fit_probe(x, y, vx, vy, head="linear", n_classes=4,
+                     cfg=cfg.model_copy(update={"l2s": l2s[::-1]}))  # fmt: skip
+    assert len(full.info["grid"]) == len(l2s) and full.info["l2"] == probe.info["l2"]
