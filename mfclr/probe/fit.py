@@ -234,6 +234,23 @@ def _train_lbfgs(
 PATH_PATIENCE = 2
 
 
+def _fit_point(
+    data: tuple[torch.Tensor, ...],
+    model: nn.Module,
+    point: dict[str, Any],
+    cfg: ProbeConfig,
+    warm: dict[str, torch.Tensor] | None,
+) -> _Run:
+    """Fit one grid point; `data` = (x, y, valid x, valid y)."""
+    if point.get("solver") == "lbfgs":
+        # A convex problem has one optimum whatever the start: starting from the previous
+        # (more regularised) solution only saves iterations, 2-3x on a demo's probe.
+        if warm is not None:
+            model.load_state_dict(warm)
+        return _train_lbfgs(*data, model, point["l2"], cfg)
+    return _train_one(*data, model, point["lr"], point["weight_decay"], cfg)
+
+
 def _grid_points(cfg: ProbeConfig, solver: str) -> list[dict[str, Any]]:
     if solver == "lbfgs":
         return [{"solver": "lbfgs", "l2": l2} for l2 in cfg.l2s]
@@ -253,14 +270,11 @@ def fit_grid(
     """Train `build()` once per cfg.lrs x cfg.weight_decays grid point (solver "adam") or per
     cfg.l2s value (solver "lbfgs", see `_train_lbfgs`); keep the best on valid.
 
-    `train`/`valid` are (features (n, D) float32, already standardised; int labels (n,)). Each
-    grid point starts from the same seeded init (only lr/wd differ) and is early-stopped on valid
-    loss/accuracy; the winner has the best valid accuracy (ties: lower valid loss, then grid
-    order). Returns that model in eval mode and info: lr, weight_decay, best_epoch,
-    valid_accuracy, valid_loss, grid (one entry per fitted grid point); lbfgs reports l2 and
-    solver instead of lr and weight_decay, and iterations instead of best_epoch, and picked by
-    valid loss over l2s listed strongest first it stops once the valid loss has risen
-    PATH_PATIENCE times past its best. The global RNG is untouched.
+    `train`/`valid`: (standardised float32 features (n, D), int labels (n,)). Every Adam point
+    starts from the same seeded init and is early-stopped on valid; the winner is picked by
+    `selection` (ties: grid order). Returns it in eval mode and info: lr, weight_decay,
+    best_epoch (lbfgs: solver, l2, iterations), valid_accuracy, valid_loss, grid (the fitted
+    points: an lbfgs path by loss stops PATH_PATIENCE points past its best). Global RNG untouched.
     """
     _check_grid(cfg, solver)
     dev = torch.device(device)
@@ -281,15 +295,8 @@ def fit_grid(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)  # same init for every grid point: only lr/wd differ
             model = build().to(dev)
-        if solver == "lbfgs":
-            # A convex problem has one optimum whatever the start: starting from the previous
-            # (more regularised) solution only saves iterations, 2-3x on a demo's probe.
-            if warm is not None:
-                model.load_state_dict(warm)
-            run = _train_lbfgs(x, y, vx, vy, model, point["l2"], cfg)
-            warm = run.state
-        else:
-            run = _train_one(x, y, vx, vy, model, point["lr"], point["weight_decay"], cfg)
+        run = _fit_point((x, y, vx, vy), model, point, cfg, warm)
+        warm = run.state if solver == "lbfgs" else None
         grid.append(
             point | {steps_key: run.epoch, "valid_accuracy": run.accuracy, "valid_loss": run.loss}
         )
