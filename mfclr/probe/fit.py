@@ -113,8 +113,9 @@ def _check_split(x: np.ndarray, y: np.ndarray, name: str, n_classes: int) -> Non
 def _check_grid(cfg: ProbeConfig, solver: str = "adam") -> None:
     # ProbeConfig types the grid but does not forbid an empty list or a zero learning rate.
     if solver == "lbfgs":
+        # ProbeConfig refuses these too, but a config made by model_copy(update=...) skips its
+        # validators, and l2 = 0 has no optimum on separable data.
         if not cfg.l2s or min(cfg.l2s) <= 0:
-            # l2 = 0 has no optimum on separable data: L-BFGS would run the weights to infinity.
             raise ConfigError(f"probe.l2s must be a non-empty list of numbers > 0, got {cfg.l2s}")
         return
     if not cfg.lrs or min(cfg.lrs) <= 0:
