@@ -42,7 +42,7 @@ def test_results_hold_every_variant(run: tuple[Path, str]) -> None:
     out, stdout = run
     results = json.loads((out / "results.json").read_text())
     names = {row["name"] for row in results["rows"]}
-    controls = {"random-init-audio", "random-init-spectrogram", "random-init"}
+    controls = {"random-init-audio", "random-init-spectrogram", "random-init", "mfcc"}
     assert {"audio", "spectrogram", "fused"} | controls <= names
     assert {"cross-audio", "cross-spectrogram", "cross-fused"} <= names
     assert {"lowlr-audio", "lowlr-spectrogram", "lowlr-fused"} <= names  # a compare variant
@@ -90,10 +90,14 @@ def test_every_trained_row_is_paired_with_its_own_control(run: tuple[Path, str])
             "cross-fused": "random-init", "lowlr-audio": "random-init-audio",
             "lowlr-fused": "random-init"}  # fmt: skip
     for (name, head), r in by_key.items():
-        if r["encoders"] == "random-init":
-            assert "delta_vs_control" not in r
+        if r["encoders"] in ("random-init", "mfcc"):
+            assert "delta_vs_control" not in r and "delta_vs_mfcc" not in r
             continue
         assert r["control"] == want.get(name, r["control"])
+        mfcc = by_key[("mfcc", head)]
+        assert r["delta_vs_mfcc"] == pytest.approx(r["accuracy"] - mfcc["accuracy"])
+        lo, hi = r["mfcc_delta_ci95"]
+        assert lo <= r["delta_vs_mfcc"] <= hi and r["beats_mfcc"] == (lo > 0)
         control = by_key[(r["control"], head)]
         assert r["delta_vs_control"] == pytest.approx(r["accuracy"] - control["accuracy"])
         lo, hi = r["delta_ci95"]

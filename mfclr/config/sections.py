@@ -354,6 +354,9 @@ class ProbeConfig(_Section):
     batch_size: int = Field(64, ge=1)
     seed: int = 0
     random_init_control: bool = True
+    # A row of MFCC statistics (mean and std of 20 coefficients over the whole track) under the
+    # same probe: the classic baseline every trained row is compared with (delta_vs_mfcc).
+    mfcc_baseline: bool = True
 
     @model_validator(mode="after")
     def _known_names(self) -> ProbeConfig:

@@ -24,6 +24,7 @@ from mfclr.encoders.frozen import CONTROL, FrozenEncoder, random_frozen
 from mfclr.probe.embed import embed_splits, save_embeddings
 from mfclr.probe.fusion import get_fusion
 from mfclr.probe.metrics import classification_metrics
+from mfclr.probe.mfcc import MFCC, mfcc_features
 from mfclr.probe.stats import accuracy_ci, paired_delta
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,10 @@ def evaluate(
     for kind, encs in sets.items():
         for name, fusion, fmts in _variants(cfg, sorted(encs)):
             variants.append((kind, _row_name(kind, name), fusion, fmts))
+    if cfg.probe.mfcc_baseline:
+        log.info("MFCC statistics of the whole %s tracks (the feature baseline)", data.name)
+        feats[MFCC] = {MFCC: mfcc_features(data, cfg.mel)}
+        variants.append((MFCC, MFCC, "none", [MFCC]))
     rows = []
     for head in cfg.probe.heads:
         for kind, name, fusion, fmts in variants:
@@ -134,22 +139,32 @@ def evaluate(
     return ProbeTable(add_control_deltas(rows), dataset_facts(data))
 
 
+BASELINES = (CONTROL, MFCC)  # encoder sets that are baselines, never compared to one another
+
+
 def add_control_deltas(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Give every trained row the paired test-accuracy difference to its random-init
     counterpart (same head, fusion and formats): `control`, `delta_vs_control`, `delta_ci95`
-    and `beats_control` (the interval lies above zero)."""
+    and `beats_control` (the interval lies above zero); and to the MFCC row of its head:
+    `delta_vs_mfcc`, `mfcc_delta_ci95`, `beats_mfcc`."""
     controls = {
         (r["head"], r["fusion"], tuple(r["formats"])): r
         for r in rows
         if r.get("encoders") == CONTROL
     }
+    mfcc = {r["head"]: r for r in rows if r.get("encoders") == MFCC}
     for r in rows:
-        c = controls.get((r["head"], r["fusion"], tuple(r["formats"])))
-        if r.get("encoders") == CONTROL or c is None:
+        if r.get("encoders") in BASELINES:
             continue
-        delta, ci = paired_delta(r["test_correct"], c["test_correct"])
-        r.update(control=c["name"], delta_vs_control=delta, delta_ci95=list(ci),
-                 beats_control=ci[0] > 0)  # fmt: skip
+        c = controls.get((r["head"], r["fusion"], tuple(r["formats"])))
+        if c is not None:
+            delta, ci = paired_delta(r["test_correct"], c["test_correct"])
+            r.update(control=c["name"], delta_vs_control=delta, delta_ci95=list(ci),
+                     beats_control=ci[0] > 0)  # fmt: skip
+        m = mfcc.get(r["head"])
+        if m is not None:
+            delta, ci = paired_delta(r["test_correct"], m["test_correct"])
+            r.update(delta_vs_mfcc=delta, mfcc_delta_ci95=list(ci), beats_mfcc=ci[0] > 0)
     return rows
 
 

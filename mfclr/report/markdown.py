@@ -53,11 +53,20 @@ def _interval(ci: Any, signed: bool = False) -> str:
     return f"{fmt.format(100 * float(ci[0]))} – {fmt.format(100 * float(ci[1]))}"
 
 
-def _delta(row: Mapping[str, Any]) -> str:
-    d = row.get("delta_vs_control")
+def _delta(row: Mapping[str, Any], key: str = "delta_vs_control", ci: str = "delta_ci95") -> str:
+    d = row.get(key)
     if d is None:
         return "—"
-    return f"{100 * float(d):+.1f} [{_interval(row.get('delta_ci95'), signed=True)}]"
+    return f"{100 * float(d):+.1f} [{_interval(row.get(ci), signed=True)}]"
+
+
+def _vs_mfcc(row: Mapping[str, Any]) -> str:
+    """The paired difference to the MFCC row with ✓ (interval above 0) or ✗ (below)."""
+    text = _delta(row, "delta_vs_mfcc", "mfcc_delta_ci95")
+    ci = row.get("mfcc_delta_ci95")
+    if text == "—" or not ci or None in ci:
+        return text
+    return text + (" ✓" if ci[0] > 0 else " ✗" if ci[1] < 0 else "")
 
 
 def _verdict(row: Mapping[str, Any]) -> str:
@@ -74,12 +83,13 @@ def _verdict(row: Mapping[str, Any]) -> str:
 def results_table(rows: Sequence[Mapping[str, Any]], *, best_key: str = BEST_KEY) -> str:
     """Markdown table: name, fusion, head, dim, valid accuracy, test accuracy with its 95 %
     bootstrap interval, macro mAP, the paired difference to the row's random-init control with
-    its interval, and whether the row beats it. The row chosen by `best_key` (valid accuracy:
-    no choice ever sees test) is bold with a ★."""
+    its interval, whether the row beats it, and the paired difference to the MFCC row (✓: the
+    interval lies above 0). The row chosen by `best_key` (valid accuracy: no choice ever sees
+    test) is bold with a ★."""
     lines = [
         "| name | fusion | head | dim | valid acc (%) | test acc (%) [95% CI] | macro mAP (%) "
-        "| Δ vs random-init (pts) [95% CI] | beats control |",
-        "|---|---|---|---:|---:|---:|---:|---:|---|",
+        "| Δ vs random-init (pts) [95% CI] | beats control | Δ vs MFCC (pts) [95% CI] |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|---:|",
     ]
     best = best_indices(rows, best_key)
     for i, r in enumerate(rows):
@@ -98,6 +108,7 @@ def results_table(rows: Sequence[Mapping[str, Any]], *, best_key: str = BEST_KEY
             pct(r.get("macro_map")),
             _delta(r),
             _verdict(r),
+            _vs_mfcc(r),
         ]
         if i in best:
             cells = [f"**{c}**" for c in cells]
