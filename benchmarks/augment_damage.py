@@ -24,10 +24,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from mfclr.augment import build_augment
 from mfclr.augment.spectrogram import MelFrontend
 from mfclr.config import Config, load_config
 from mfclr.data import iter_track_chunks, load_dataset
+from mfclr.formats import build_augment
 
 # Each transform alone: (name, overrides that switch every other transform off).
 _OFF_AUDIO = {"augment.audio.noise.p": 0.0, "augment.audio.gain.p": 0.0,
@@ -56,7 +56,7 @@ def variants(cfg: Config) -> dict[str, tuple[str, Config]]:
 def features(cfg: Config, split, fmt: str | None, seed: int) -> np.ndarray:
     """(n_tracks, 2 * n_mels): mean over chunks of [band means, band stds] of the log-mel of
     each chunk, after `fmt`'s augmentation chain (None: clean)."""
-    mel = MelFrontend(cfg.mel, cfg.data.sample_rate)
+    mel = MelFrontend.from_config(cfg.mel, cfg.data.sample_rate)
     aug = build_augment(fmt, cfg) if fmt else None
     g = torch.Generator().manual_seed(seed)
     rows = []

@@ -33,8 +33,7 @@ from mfclr.config import Config, load_config
 from mfclr.data import load_dataset
 from mfclr.distributed import resolve_device
 from mfclr.encoders import encoder_from_spec
-from mfclr.encoders.frontends import build_frontend
-from mfclr.encoders.frozen import FrozenEncoder, random_frozen
+from mfclr.formats.frozen import FrozenEncoder, frozen_from, random_frozen
 from mfclr.io import atomic_write_text
 from mfclr.probe.embed import embed_splits
 from mfclr.probe.fit import fit_probe
@@ -98,14 +97,7 @@ def one_seed(cfg: Config, fmt: str, steps: list[int], device: torch.device) -> l
             part = state["parts"][fmt]  # the one checkpoint layout (mfclr/checkpoint.py)
             enc = encoder_from_spec(part["encoder_spec"])
             enc.load_state_dict(part["encoder"])
-            frozen = FrozenEncoder(
-                fmt,
-                enc.eval(),
-                build_frontend(fmt, run_cfg),
-                run_cfg.data.sample_rate,
-                run_cfg.data.crop_samples,
-                "curve",
-            )
+            frozen = frozen_from(fmt, enc, run_cfg, "curve")
             points.append({"step": metrics["steps"], "train_seconds": clock["wall"],
                            "cpu_seconds": clock["cpu"], "loss": metrics["loss"],
                            **score(frozen, run_cfg, data, device)})  # fmt: skip

@@ -48,8 +48,7 @@ import learning_curve as lc  # noqa: E402
 
 from mfclr.config import Config  # noqa: E402
 from mfclr.data import load_dataset  # noqa: E402
-from mfclr.encoders.frontends import build_frontend  # noqa: E402
-from mfclr.encoders.frozen import FrozenEncoder, load_frozen  # noqa: E402
+from mfclr.formats.frozen import frozen_from, load_frozen  # noqa: E402
 from mfclr.io import atomic_write_json  # noqa: E402
 from mfclr.probe.validate import make_validate  # noqa: E402
 from mfclr.train.loop import VAL_METRIC, pretrain  # noqa: E402
@@ -130,8 +129,7 @@ def plain_run(cfg: Config, fmt: str) -> tuple[float | None, Any]:
 
 def test_of(model: Any, cfg: Config, fmt: str) -> float:
     """The winner's test accuracy, scored as the learning curve scores an encoder."""
-    frozen = FrozenEncoder(fmt, model.encoders[fmt].eval(), build_frontend(fmt, cfg),
-                           cfg.data.sample_rate, cfg.data.crop_samples, "grid")  # fmt: skip
+    frozen = frozen_from(fmt, model.encoders[fmt], cfg, "grid")
     data = load_dataset(cfg.data, "probe", progress=False)
     return lc.score(frozen, cfg, data, torch.device("cpu"))["linear_test"]
 

@@ -32,9 +32,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from mfclr.augment import build_augment
-from mfclr.config import FORMATS, Config, load_config, preset_names
-from mfclr.encoders import build_encoder
+from mfclr.config import DEFAULT_FORMATS as FORMATS
+from mfclr.config import Config, load_config, preset_names
+from mfclr.formats import build_augment, build_encoder
 from mfclr.heads import Projector
 from mfclr.loss import nt_xent
 
@@ -98,7 +98,7 @@ class Stepper:
     def __init__(self, cfg: Config, fmt: str, views: torch.Tensor, switches: dict[str, bool],
                  backend: str) -> None:  # fmt: skip
         torch.manual_seed(cfg.train.seed)
-        encoder = build_encoder(fmt, cfg.model)
+        encoder = build_encoder(fmt, cfg)
         m = cfg.model
         model = nn.Sequential(
             encoder, Projector(encoder.num_features, m.projector_hidden, m.projector_dim)

@@ -35,11 +35,12 @@ from typing import Any
 
 import torch
 
-from mfclr.augment import build_augment
 from mfclr.augment.reference import AudiomentationsChain
-from mfclr.config import FORMATS, Config, load_config, preset_names
+from mfclr.config import DEFAULT_FORMATS as FORMATS
+from mfclr.config import Config, load_config, preset_names
 from mfclr.data import PairDataset, load_dataset, make_loader
 from mfclr.distributed import resolve_device
+from mfclr.formats import build_augment
 from mfclr.loss import nt_xent
 from mfclr.train.loop import pretrain
 from mfclr.train.model import build_model

@@ -68,9 +68,10 @@ def _pretrain(cfg: Config, fmt: str, root: Path, progress: bool) -> Path:
 
 
 def _probe(cfg: Config, encoders: dict[str, Path], root: Path) -> dict[str, Any]:
-    from mfclr.encoders.frozen import load_frozen
-    from mfclr.report.results import read_results
     from mfclr.report.stage import probe_and_report
+
+    from mfclr.formats.frozen import load_frozen
+    from mfclr.report.results import read_results
 
     material = {"encoders": {f: str(p) for f, p in sorted(encoders.items())},
                 "probe": cfg.probe.model_dump(mode="json"), "mel": cfg.mel.model_dump(mode="json"),

@@ -2,12 +2,14 @@
 
 Two kinds:
 - `mfclr.pretrain`: everything to resume a pretraining run: under "parts", one entry per trained
-  input format (encoder spec, encoder, projector) for every pretraining format alike (one for
-  audio or spectrogram, two for cross); optimizer, epoch, resolved config, label names, sample
-  rate, metric history. Version 1 files (one format's weights at the top level) are read too.
+  input format (encoder spec, frontend spec, encoder, projector) for every pretraining format
+  alike (one for a single format, two for cross); optimizer, epoch, resolved config, label
+  names, sample rate, metric history. Version 1 files (one format's weights at the top level)
+  and version 2 files (no frontend spec) are read too.
 - `mfclr.encoder`: the frozen encoder alone, exported for probing and embedding, with what is
-  needed to use it without the config that made it (architecture spec, format, sample rate,
-  crop length, mel settings, label names).
+  needed to use it without the config that made it (architecture and frontend specs, format,
+  sample rate, crop length, label names).
+A file of a later version than this mfclr's is refused in one line.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ __all__ = [
 
 PRETRAIN_KIND = "mfclr.pretrain"
 ENCODER_KIND = "mfclr.encoder"
-VERSION = 2  # 2: every format's weights under "parts" (1: one format's at the top level)
+# 3: every part carries its frontend spec; 2: every format's weights under "parts"; 1: one
+# format's weights at the top level.
+VERSION = 3
 _PART_KEYS = ("encoder_spec", "encoder", "projector")
 
 
@@ -97,6 +101,12 @@ def load(path: str | Path, kind: str, fmt: str | None = None) -> dict[str, Any]:
         ) from None
     if not isinstance(obj, dict) or "kind" not in obj:
         raise CheckpointError(f"checkpoint '{path}' is not an mfclr checkpoint (no 'kind' key)")
+    version = obj.get("version", 1)
+    if not isinstance(version, int) or version > VERSION:
+        raise CheckpointError(
+            f"checkpoint '{path}' has version {version!r}, newer than this mfclr reads "
+            f"({VERSION}); upgrade mfclr"
+        )
     obj = _upgrade(obj)
     if obj["kind"] == PRETRAIN_KIND and kind == ENCODER_KIND:
         return pretrain_to_encoder(obj, fmt, path)  # a pretraining checkpoint serves as encoder
@@ -137,11 +147,11 @@ def pretrain_to_encoder(
         "version": VERSION,
         "format": out_fmt,
         "encoder_spec": part["encoder_spec"],
+        "frontend_spec": part.get("frontend_spec"),
         "encoder": part["encoder"],
         "label_names": state["label_names"],
         "sample_rate": state["sample_rate"],
         "crop_samples": state["crop_samples"],
-        "mel": cfg["mel"],
         "epoch": state["epoch"],
         "pretrain_format": state["format"],
         "config": cfg,

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from mfclr.config import CROSS, Config, save_config
+from mfclr.data import Datasets
 from mfclr.data.summary import prepare
-from mfclr.encoders.frozen import FrozenEncoder, load_frozen
+from mfclr.formats.frozen import FrozenEncoder, load_frozen
 from mfclr.io import atomic_write_json, clean_stale_temps, git_sha
 from mfclr.probe.variants import aggregate_seeds
 from mfclr.report.results import write_results
-from mfclr.report.stage import probe_and_report
+from mfclr.stage import probe_and_report
 from mfclr.train.budget import describe as describe_budget
 from mfclr.train.local import check_resume, pretrain_local
 
@@ -70,8 +71,9 @@ def _jobs(cfg: Config, formats: list[str]) -> list[Job]:
 
 
 def _pretrain_all(
-    cfg: Config, out: Path, jobs: list[Job], *, fresh: bool, progress: bool, override: bool
-) -> tuple[dict[str, dict[str, FrozenEncoder]], dict[str, str]]:
+    cfg: Config, out: Path, jobs: list[Job], *, fresh: bool, progress: bool, override: bool,
+    datasets: Datasets,
+) -> tuple[dict[str, dict[str, FrozenEncoder]], dict[str, str]]:  # fmt: skip
     """Pretrain every job in OUT/pretrain/<label>; the frozen encoders per encoder set
     ("trained", "cross", a compare variant) and the encoder paths by row prefix."""
     group = cfg.tracking.group or out.resolve().name
@@ -81,7 +83,7 @@ def _pretrain_all(
         log.info("== pretraining %s (%s)", label, describe_budget(job_cfg))
         paths = pretrain_local(job_cfg, fmt, out / "pretrain" / label, resume=not fresh,
                                progress=progress, tracking_dir=out, group=group, label=label,
-                               override_resume=override)  # fmt: skip
+                               override_resume=override, datasets=datasets)  # fmt: skip
         for f, path in paths.items():
             key = CROSS if fmt == CROSS else kind
             sets.setdefault(key, {})[f] = load_frozen(path, f)
@@ -110,11 +112,13 @@ def run_all(
         clean_stale_temps(folder)
     save_config(cfg, out / "config.yaml")
     atomic_write_json(out / "run.json", {"formats": formats, "git_sha": git_sha()})
-    log.info("data: %s", {r: d["tracks"] for r, d in prepare(cfg).items()})
+    datasets = Datasets(progress=progress)
+    log.info("data: %s", {r: d["tracks"] for r, d in prepare(cfg, datasets).items()})
     sets, checkpoints = _pretrain_all(cfg, out, jobs, fresh=fresh, progress=progress,
-                                      override=override_resume)  # fmt: skip
+                                      override=override_resume, datasets=datasets)  # fmt: skip
     log.info("== probing frozen embeddings")
     extra_sets = {k: v for k, v in sets.items() if k != "trained"}
     facts = {"checkpoints": checkpoints, "embeddings": str(out / "embeddings")}
     return probe_and_report(cfg, sets["trained"], out, extra_sets=extra_sets, facts=facts,
-                            group=cfg.tracking.group or out.resolve().name)  # fmt: skip
+                            group=cfg.tracking.group or out.resolve().name,
+                            datasets=datasets)  # fmt: skip

@@ -1,8 +1,10 @@
-"""Test-only fault injection: a wrapper around the training loop's `report` callable that kills
-its worker right after an epoch was reported, once (a marker file records that it fired).
+"""Test-only fault injection: sink wrappers around a runtime's checkpoint sink
+(`mfclr.train.harness.Sink`) that kill the worker right after an epoch was kept, once (a marker
+file records that it fired), or record that a worker trained at all.
 
-Installed through `TrainRun(wrap_report=...)` (Ray Train workers) or by wrapping the report of
-`pretrain` directly; production code has no fault hook of its own. Register this module with
+Installed as the runtime's sink: `TrainRun(sink=KillAfterEpoch(RayTrainSink(), ...))` (Ray Train
+workers) or `tune_format(..., sink=KillAfterEpoch(TuneSink(), ...))` (one-worker trials);
+production code has no fault hook of its own. Register this module with
 `ray.cloudpickle.register_pickle_by_value` so Ray workers, which do not have tests/ on their
 path, unpickle it by value.
 """
@@ -11,48 +13,61 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mfclr import distributed as dist
 
-Report = Any  # (metrics, state) -> None
+
+class SinkWrapper:
+    """A sink that delegates to `inner` and then runs `after(metrics)`."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    @property
+    def state(self) -> dict[str, Any] | None:
+        return self.inner.state
+
+    def bind(self, fmt: str, epochs: int, resumed_from: int) -> None:
+        self.inner.bind(fmt, epochs, resumed_from)
+
+    def restore(self) -> dict[str, Any] | None:
+        return self.inner.restore()
+
+    def __call__(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        self.inner(metrics, state)
+        self.after(metrics)
+
+    def after(self, metrics: dict[str, Any]) -> None:
+        raise NotImplementedError
 
 
-@dataclass(frozen=True)
-class KillAfterEpoch:
-    """Exit the worker of rank `rank` with code 17 after it reported epoch `epoch` (1-based),
-    unless `marker` exists; `grace_s` first gives Ray's controller (which collects reports by
-    polling every ~2 s) time to register that epoch's checkpoint."""
+class KillAfterEpoch(SinkWrapper):
+    """Exit the worker of rank `rank` with code 17 after it kept epoch `epoch` (1-based), unless
+    `marker` exists; `grace_s` first gives Ray's controller (which collects reports by polling
+    every ~2 s) time to register that epoch's checkpoint."""
 
-    epoch: int
-    marker: str
-    rank: int = 0
-    grace_s: float = 3.0
+    def __init__(self, inner: Any, *, epoch: int, marker: str, rank: int = 0,
+                 grace_s: float = 3.0) -> None:  # fmt: skip
+        super().__init__(inner)
+        self.epoch, self.marker, self.rank, self.grace_s = epoch, marker, rank, grace_s
 
-    def __call__(self, inner: Report) -> Report:
-        def report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
-            inner(metrics, state)
-            if metrics["epoch"] != self.epoch or Path(self.marker).exists():
-                return
-            time.sleep(self.grace_s)
-            if dist.rank() == self.rank:
-                Path(self.marker).touch()
-                os._exit(17)
-
-        return report
-
-
-@dataclass(frozen=True)
-class TouchOnReport:
-    """Create `marker` on the first report: shows whether a worker trained at all."""
-
-    marker: str
-
-    def __call__(self, inner: Report) -> Report:
-        def report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+    def after(self, metrics: dict[str, Any]) -> None:
+        if metrics["epoch"] != self.epoch or Path(self.marker).exists():
+            return
+        time.sleep(self.grace_s)
+        if dist.rank() == self.rank:
             Path(self.marker).touch()
-            inner(metrics, state)
+            os._exit(17)
 
-        return report
+
+class TouchOnReport(SinkWrapper):
+    """Create `marker` on the first epoch kept: shows whether a worker trained at all."""
+
+    def __init__(self, inner: Any, marker: str) -> None:
+        super().__init__(inner)
+        self.marker = marker
+
+    def after(self, metrics: dict[str, Any]) -> None:
+        Path(self.marker).touch()

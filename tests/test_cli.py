@@ -32,7 +32,7 @@ def _folder_args(root: Path, cache: Path, *extra: str) -> list[str]:
     ("argv", "needles"),
     [
         (["run", "--out", "x", "--bogus"], ["unrecognized arguments: --bogus", "--help"]),
-        (["pretrain", "--format", "video", "--out", "x"], ["invalid choice: 'video'"]),
+        (["pretrain", "--format", "video", "--out", "x"], ["unknown format 'video'"]),
         (["run", "--out", "x", "--formats", "audio,midi"], ["unknown format 'midi'"]),
         (["config", "show", "--set", "train.temperature=0"], ["train.temperature", "greater"]),
         (["config", "show", "--set", "train.tmperature=1"], ["unknown config key"]),

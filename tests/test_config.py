@@ -66,7 +66,7 @@ def test_a_format_gets_its_own_recipe_on_top_of_the_shared_config() -> None:
     ("override", "needle"),
     [
         ("per_format.audi.train.epochs=7", "'audi' is not a format"),
-        ("per_format.audio.data.sample_rate=8000", "cannot differ between formats"),
+        ("per_format.audio.data.probe.split_seed=3", "cannot differ between formats"),
         ("per_format.audio.train.epoch=7", "per_format.audio: unknown config key 'train.epoch'"),
         ("per_format.audio.train.epochs=0", "per_format.audio: config key 'train.epochs'"),
         ("per_format.audio=7", "valid dictionary"),

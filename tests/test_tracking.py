@@ -16,7 +16,7 @@ from mfclr import tracking
 from mfclr.checkpoint import atomic_save
 from mfclr.config import Config, build_config
 from mfclr.errors import ConfigError
-from mfclr.train.loop import VAL_METRIC
+from mfclr.train.keys import VAL_METRIC
 
 FAKE_KEY = "fakekey-mfclr-0123456789abcdef0123456789abcd"
 LABELS = ["rock", "jazz", "pop"]
@@ -92,7 +92,7 @@ def test_pretrain_run_has_group_tags_config_and_history(written: dict[str, Any])
     assert (run["group"], run["job_type"]) == (GROUP, "pretrain")
     assert run["tags"] == ["format:spectrogram", "pretrain"]
     cfg = run["config"]
-    assert set(tracking.FLAT_KEYS) <= set(cfg)
+    assert set(tracking.flat_keys()) <= set(cfg)
     assert cfg["temperature"] == 0.3 and cfg["mask_size"] == 24 and cfg["time_mask_size"] == 40
     assert cfg["format"] == "spectrogram" and cfg["fusion"] is None and cfg["git_sha"] == "abc123"
     assert cfg["config"]["train"]["epochs"] == 3  # the full nested config rides along
@@ -135,7 +135,7 @@ def test_one_probe_run_per_row_with_metrics_tags_and_table(written: dict[str, An
 
 def test_same_flat_config_keys_on_pretrain_and_probe_runs(written: dict[str, Any]) -> None:
     keys = {frozenset(r["config"]) for r in written["runs"].values()}
-    assert len(keys) == 1 and set(tracking.FLAT_KEYS) | {"config"} == set(next(iter(keys)))
+    assert len(keys) == 1 and set(tracking.flat_keys()) | {"config"} == set(next(iter(keys)))
 
 
 def test_no_api_key_anywhere_and_no_network(written: dict[str, Any]) -> None:

@@ -1,10 +1,11 @@
 """Batched, on-device augmentation: the random chains only.
 
-    aug = build_augment(fmt, cfg)     # (B, T) waveforms -> encoder input, random per example
+    aug = audio_chain(cfg)            # (B, T) waveforms -> (B, T)
+    aug = spectrogram_chain(cfg)      # (B, T) waveforms -> (B, 1, n_mels, T // hop + 1)
     x = aug(wave, generator=g)        # g: optional torch.Generator on wave's device
 
-fmt "audio": (B, T) -> (B, T); fmt "spectrogram": (B, T) -> (B, 1, n_mels, T // hop + 1), the
-output shape of `mfclr.encoders.frontends.build_frontend` (the same input without randomness).
+Which format trains with which chain is the format registry's (`mfclr.formats`): a chain's
+output has the shape of its format's deterministic frontend (the same input without randomness).
 Parameter-free `nn.Module`s that run on whatever device the input is on.
 """
 
@@ -17,7 +18,6 @@ from mfclr.augment.filters import RandomFilter
 from mfclr.augment.pitch import RandomPitchShift, pitch_shift, semitone_ratio, time_stretch
 from mfclr.augment.spectrogram import RandomMask, SpectrogramChain
 from mfclr.config import Config
-from mfclr.encoders.frontends import check_format
 
 __all__ = [
     "AddNoise",
@@ -27,25 +27,24 @@ __all__ = [
     "RandomMask",
     "RandomPitchShift",
     "SpectrogramChain",
-    "build_augment",
+    "audio_chain",
     "pitch_shift",
     "semitone_ratio",
+    "spectrogram_chain",
     "time_stretch",
 ]
 
 
-def build_augment(fmt: str, cfg: Config) -> nn.Module:
-    """The training augmentation for one format; call it as `aug(wave, generator=g)`.
+def audio_chain(cfg: Config) -> nn.Module:
+    """The waveform chain of `cfg.augment.audio` (backend torch: `AudioChain`; audiomentations:
+    the per-clip CPU reference)."""
+    if cfg.augment.audio.backend == "audiomentations":
+        from mfclr.augment.reference import AudiomentationsChain  # heavy import, only on demand
 
-    fmt "audio" uses `cfg.augment.audio` (backend torch: `AudioChain`; audiomentations: the
-    per-clip CPU reference); "spectrogram" uses `cfg.augment.spectrogram` and `cfg.mel`.
-    """
-    check_format(fmt)
-    sr = cfg.data.sample_rate
-    if fmt == "audio":
-        if cfg.augment.audio.backend == "audiomentations":
-            from mfclr.augment.reference import AudiomentationsChain  # heavy import, only on demand
+        return AudiomentationsChain(cfg.augment.audio, cfg.data.sample_rate)
+    return AudioChain(cfg.augment.audio, cfg.data.sample_rate)
 
-            return AudiomentationsChain(cfg.augment.audio, sr)
-        return AudioChain(cfg.augment.audio, sr)
-    return SpectrogramChain(cfg.augment.spectrogram, cfg.mel, sr)
+
+def spectrogram_chain(cfg: Config) -> nn.Module:
+    """Noise mix, log-mel (`cfg.mel`), frequency shift and masks (`cfg.augment.spectrogram`)."""
+    return SpectrogramChain(cfg.augment.spectrogram, cfg.mel, cfg.data.sample_rate)

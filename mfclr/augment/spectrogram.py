@@ -85,7 +85,7 @@ class SpectrogramChain(nn.Module):
     def __init__(self, cfg: SpectrogramAugConfig, mel: MelConfig, sample_rate: int):
         super().__init__()
         self.noise = AddNoise(**cfg.noise.model_dump())
-        self.frontend = MelFrontend(mel, sample_rate)
+        self.frontend = MelFrontend.from_config(mel, sample_rate)
         self.freq_shift = FreqShift(cfg.freq_shift.p, cfg.freq_shift.max_bins)
         self.freq_mask = RandomMask(**cfg.freq_mask.model_dump(), axis=-2)
         self.time_mask = RandomMask(**cfg.time_mask.model_dump(), axis=-1)

@@ -121,8 +121,8 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def _cmd_probe(args: argparse.Namespace) -> None:
-    from mfclr.encoders.frozen import load_frozen
-    from mfclr.report.stage import probe_and_report
+    from mfclr.formats.frozen import load_frozen
+    from mfclr.stage import probe_and_report
 
     extra: dict[str, Any] = {}
     if args.fusion:
@@ -149,7 +149,7 @@ def _cmd_embed(args: argparse.Namespace) -> None:
     import torch
 
     from mfclr.data import load_dataset
-    from mfclr.encoders.frozen import load_frozen
+    from mfclr.formats.frozen import load_frozen
     from mfclr.probe.embed import embed_splits, save_embeddings
 
     cfg = _config(args)

@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import NoReturn
 
 from mfclr.config import (
-    FORMATS,
+    DEFAULT_FORMATS,
     FUSION_NAMES,
     HEAD_NAMES,
-    PRETRAIN_FORMATS,
+    format_names,
     preset_names,
+    pretrain_names,
 )
 
 # What `mfclr --help` opens with: what the tool does, for someone who has not read the code.
@@ -68,13 +69,23 @@ def _override_resume(p: argparse.ArgumentParser) -> None:
 
 
 def _formats(text: str) -> list[str]:
+    """Comma-separated pretraining formats, checked against the registry when parsed (a format
+    registered at run time is valid)."""
     items = [f.strip() for f in text.split(",") if f.strip()]
-    bad = [f for f in items if f not in PRETRAIN_FORMATS]
+    bad = [f for f in items if f not in pretrain_names()]
     if bad or not items:
         raise argparse.ArgumentTypeError(
-            f"unknown format {bad[0] if bad else text!r}; choose from {', '.join(PRETRAIN_FORMATS)}"
+            f"unknown format {bad[0] if bad else text!r}; choose from {', '.join(pretrain_names())}"
         )
     return items
+
+
+def _pretrain_format(text: str) -> str:
+    if text not in pretrain_names():
+        raise argparse.ArgumentTypeError(
+            f"unknown format {text!r}; choose from {', '.join(pretrain_names())}"
+        )
+    return text
 
 
 def _non_negative(text: str) -> int:
@@ -96,10 +107,13 @@ def _positive(text: str) -> int:
 
 def _encoder_arg(text: str) -> tuple[str | None, Path]:
     fmt, sep, path = text.partition("=")
-    if sep and fmt in FORMATS:
+    if sep and fmt in format_names():
         return fmt, Path(path)
     if sep:
-        raise argparse.ArgumentTypeError(f"unknown format '{fmt}' in '{text}'; use audio=PATH")
+        raise argparse.ArgumentTypeError(
+            f"unknown format '{fmt}' in '{text}'; use FORMAT=PATH with one of "
+            f"{', '.join(format_names())}"
+        )
     return None, Path(text)
 
 
@@ -124,8 +138,9 @@ def _add_pretrain(sub: Subparsers) -> None:
     p.add_argument(
         "--format",
         required=True,
-        choices=PRETRAIN_FORMATS,
-        help="cross = both encoders at once, a track's two formats as the pair",
+        type=_pretrain_format,
+        help=f"one of {', '.join(pretrain_names())} (cross: the two formats of "
+        "train.cross_pair at once, a track's two formats as the pair)",
     )
     p.add_argument(
         "--out",
@@ -225,7 +240,7 @@ def _add_run_and_report(sub: Subparsers) -> None:
     p.add_argument(
         "--formats",
         type=_formats,
-        default=list(FORMATS),
+        default=list(DEFAULT_FORMATS),
         help="comma-separated, default audio,spectrogram; add cross for cross-format pretraining",
     )
     p.add_argument("--fresh", action="store_true", help="retrain even if checkpoints exist")

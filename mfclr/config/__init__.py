@@ -16,16 +16,20 @@ from typing import Any
 import yaml
 from pydantic import ValidationError, model_validator
 
+from mfclr.config.formats import (  # noqa: F401 (re-exported: one import path)
+    CROSS,
+    DEFAULT_FORMATS,
+    check_format,
+    format_names,
+    pretrain_names,
+)
 from mfclr.config.sections import (  # noqa: F401 (re-exported: one import path)
     COMPARE_PREFIXES,
-    CROSS,
     DATASET_KINDS,
     EMBEDDED_GENRES,
-    FORMATS,
     FUSION_NAMES,
     HEAD_NAMES,
     PRESET_DIR,
-    PRETRAIN_FORMATS,
     PROJECTOR_NAMES,
     RESERVED_SET_NAMES,
     SPLITS,
@@ -35,7 +39,6 @@ from mfclr.config.sections import (  # noqa: F401 (re-exported: one import path)
     DatasetSpec,
     EmbeddedData,
     FilterAug,
-    Format,
     FreqShiftAug,
     GainAug,
     MaskAug,
@@ -43,7 +46,6 @@ from mfclr.config.sections import (  # noqa: F401 (re-exported: one import path)
     ModelConfig,
     NoiseAug,
     PitchAug,
-    PretrainFormat,
     ProbeConfig,
     RayConfig,
     ResNetConfig,
@@ -81,9 +83,9 @@ class Config(_Section):
     @model_validator(mode="after")
     def _per_format(self) -> Config:
         for fmt, overrides in self.per_format.items():
-            if fmt not in PRETRAIN_FORMATS:
+            if fmt not in pretrain_names():
                 raise ValueError(
-                    f"per_format: '{fmt}' is not a format; use {', '.join(PRETRAIN_FORMATS)}"
+                    f"per_format: '{fmt}' is not a format; use {', '.join(pretrain_names())}"
                 )
             _check_shared_keys(f"per_format.{fmt}", overrides, "differ between formats")
             for key in overrides:
@@ -99,10 +101,11 @@ class Config(_Section):
     @model_validator(mode="after")
     def _compare_variants(self) -> Config:
         for name, overrides in self.compare.items():
-            if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in RESERVED_SET_NAMES:
+            reserved = (*RESERVED_SET_NAMES, *format_names())
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in reserved:
                 raise ValueError(
                     f"compare variant name '{name}' must be lower-case letters, digits or _ "
-                    f"and not one of {', '.join(RESERVED_SET_NAMES)}; rename it"
+                    f"and not one of {', '.join(reserved)}; rename it"
                 )
             _check_shared_keys(f"compare.{name}", overrides, "vary between variants")
             self.variant(name)  # unknown keys and bad values fail now, not after pretraining
@@ -169,13 +172,13 @@ class Config(_Section):
 
 
 def _check_shared_keys(where: str, overrides: dict[str, Any], what: str) -> None:
-    """compare / per_format may only set keys that leave probe data, inputs and encoders
-    shared (COMPARE_PREFIXES)."""
+    """compare / per_format may only set a recipe or a format's own input and encoder
+    (COMPARE_PREFIXES): the probe data, its split and the probe stay shared."""
     for key in overrides:
         if not key.startswith(COMPARE_PREFIXES):
             raise ValueError(
-                f"{where}: '{key}' cannot {what} (probe data, inputs and encoders are shared); "
-                f"use keys under {', '.join(COMPARE_PREFIXES)}"
+                f"{where}: '{key}' cannot {what} (the probe data, its split and the probe are "
+                f"shared); use keys under {', '.join(COMPARE_PREFIXES)}"
             )
 
 

@@ -24,19 +24,27 @@ CROSS = "cross"
 @dataclass(frozen=True)
 class FormatName:
     """A registered format's name, the dotted config sections only it reads (another format's
-    pretraining ignores them), and one line for `--help`."""
+    pretraining ignores them), the flat W&B keys it contributes (flat key -> dotted config key;
+    None on runs without this format), and one line for `--help`."""
 
     name: str
     sections: tuple[str, ...] = ()
     description: str = ""
+    flat_keys: tuple[tuple[str, str], ...] = ()
 
 
 _NAMES: dict[str, FormatName] = {}
 
 
-def register_name(name: str, *, sections: tuple[str, ...] = (), description: str = "") -> None:
+def register_name(
+    name: str,
+    *,
+    sections: tuple[str, ...] = (),
+    description: str = "",
+    flat_keys: dict[str, str] | None = None,
+) -> None:
     """Make `name` a valid format name; registering the same entry twice is a no-op."""
-    entry = FormatName(name, tuple(sections), description)
+    entry = FormatName(name, tuple(sections), description, tuple((flat_keys or {}).items()))
     if name == CROSS or not name.replace("_", "").isalnum() or not name[:1].isalpha():
         raise ValueError(f"format name '{name}' must be a letter then letters, digits or _")
     if name in _NAMES and _NAMES[name] != entry:
@@ -57,6 +65,11 @@ def format_names() -> tuple[str, ...]:
 def pretrain_names() -> tuple[str, ...]:
     """What can be pretrained: every format, and `cross`."""
     return (*_NAMES, CROSS)
+
+
+def format_flat_keys() -> dict[str, tuple[str, str]]:
+    """Every registered format's flat W&B keys: flat key -> (format, dotted config key)."""
+    return {k: (n, dotted) for n, e in _NAMES.items() for k, dotted in e.flat_keys}
 
 
 def format_entry(name: str) -> FormatName:
@@ -81,6 +94,10 @@ register_name(
     "spectrogram",
     sections=("augment.spectrogram", "mel", "model.resnet"),
     description="ResNet-18 on a log-mel spectrogram",
+    flat_keys={
+        "mask_size": "augment.spectrogram.freq_mask.size",
+        "time_mask_size": "augment.spectrogram.time_mask.size",
+    },
 )
 # The formats `mfclr run` trains when --formats is not given.
 DEFAULT_FORMATS: tuple[str, ...] = ("audio", "spectrogram")

@@ -5,25 +5,32 @@ section is frozen, strict and validated on construction. No torch, no Ray.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-Format = Literal["audio", "spectrogram"]
-PretrainFormat = Literal["audio", "spectrogram", "cross"]
-FORMATS: tuple[str, ...] = ("audio", "spectrogram")
-# Cross-format pretraining: both encoders at once, the two formats of a track as the positive pair.
-CROSS = "cross"
-PRETRAIN_FORMATS: tuple[str, ...] = (*FORMATS, CROSS)
+from mfclr.config.base import _check_range, _Loader, _Section, yaml_load  # noqa: F401
+from mfclr.config.data import (  # noqa: F401 (re-exported: one import path)
+    DATASET_KINDS,
+    EMBEDDED_GENRES,
+    DataConfig,
+    DatasetSpec,
+    EmbeddedData,
+)
+from mfclr.config.formats import CROSS, check_format
+
 PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"
-# Encoder-set names a compare variant may not take (they name rows already).
-RESERVED_SET_NAMES: tuple[str, ...] = ("trained", "random", "random_init", CROSS, *FORMATS)
-# Variants share the encoders' architecture (so the random-init controls fit them too), the
-# probe data and the inputs.
-COMPARE_PREFIXES: tuple[str, ...] = ("train.", "augment.", "model.projector")
+# Encoder-set names a compare variant may not take (they name rows already; format names too).
+RESERVED_SET_NAMES: tuple[str, ...] = ("trained", "random", "random_init", CROSS, "mfcc")
+# What compare variants and per-format recipes may set: the recipe (training, augmentation,
+# projector) and a format's own input and encoder (its sample rate and crop length, mel
+# settings, encoder widths). Each encoder's random-init control is built from its own
+# architecture and frontend, and it embeds the probe tracks at its own rate. The probe data,
+# its split and the probe itself stay shared.
+COMPARE_PREFIXES: tuple[str, ...] = (
+    "train.", "augment.", "model.", "mel.", "data.sample_rate", "data.clip_seconds",
+)  # fmt: skip
 # The fusion strategies of mfclr/probe/fusion.py's registry (a test keeps the two equal): the
 # config checks names here, without importing torch.
 FUSION_NAMES: tuple[str, ...] = ("concat", "average", "weighted", "product", "gated")
@@ -32,121 +39,6 @@ HEAD_NAMES: tuple[str, ...] = ("linear", "mlp")  # probe-head kinds (mfclr/heads
 PROJECTOR_NAMES: tuple[str, ...] = ("mlp", "linear", "none")
 # The dataset splits, in order: probes fit on train, choose settings on valid, report on test.
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads `1e-3` as a float (YAML 1.2 rules; 1.1 makes it a string)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-def yaml_load(text: str) -> Any:
-    """Parse YAML text with mfclr's loader."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-
-
-class _Section(BaseModel):
-    # strict: "0.5" is not a float and 1.0 is not an int; YAML already gives real types.
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
-
-
-def _check_range(lo: float, hi: float, name: str) -> None:
-    if lo > hi:
-        raise ValueError(f"{name}: min ({lo}) is above max ({hi}); swap them")
-
-
-# ----------------------------------------------------------------------------- data
-
-
-# The embedded generator's genres in its order (mfclr/data/synthetic/genres.py; a test keeps the
-# two equal): named here so that a class set is checked with the config, without the generator.
-EMBEDDED_GENRES: tuple[str, ...] = (
-    "techno", "rock", "jazz", "ambient", "dnb", "folk", "metal", "reggae", "classical", "hiphop",
-)  # fmt: skip
-
-
-class EmbeddedData(_Section):
-    """The synthetic genre dataset the project generates itself (no download)."""
-
-    n_classes: int = Field(8, ge=2, le=10)
-    # The class set by name (another class set than the first n_classes, to check that a recipe
-    # is not tuned to one); when given, n_classes is its length.
-    genres: list[str] | None = None
-    clips_per_class: int = Field(40, ge=3)
-    seconds: float = Field(10.0, gt=0, le=120)
-    seed: int = 0
-
-    @model_validator(mode="before")
-    @classmethod
-    def _class_set(cls, data: Any) -> Any:
-        genres = data.get("genres") if isinstance(data, dict) else None
-        if not isinstance(genres, list):
-            return data  # unset, or a type error pydantic names
-        unknown = [g for g in genres if g not in EMBEDDED_GENRES]
-        if unknown:
-            raise ValueError(
-                f"genres: unknown genre '{unknown[0]}'; choose from {', '.join(EMBEDDED_GENRES)}"
-            )
-        if len(set(genres)) != len(genres) or len(genres) < 2:
-            raise ValueError("genres: list at least two different genres")
-        return {**data, "n_classes": len(genres)}
-
-
-# The dataset kinds (`data.probe.kind`, `data.pretrain.kind`) and what each reads.
-DATASET_KINDS: dict[str, str] = {
-    "embedded": "synthetic genres generated from a seed into data.cache_dir (no download)",
-    "gtzan": "a local GTZAN copy (root holds genres/ or genres_original/), fault-filtered split",
-    "folder": "labelled: <root>/<class>/*.wav or <root>/genres/<class>/*.wav, split files in "
-    "<root>/splits/ or beside the classes (else a stratified split)",
-    "unlabelled": "any audio below root, pretraining only",
-}
-
-
-class DatasetSpec(_Section):
-    """Where one dataset comes from; `kind` is one of DATASET_KINDS."""
-
-    kind: Literal["embedded", "gtzan", "folder", "unlabelled"] = "embedded"
-    root: str | None = None
-    # kind folder: the folder of train.txt/valid.txt/test.txt (relative to root, or absolute).
-    # Unset: <root>/splits/ or <root> itself, whichever holds them (else a stratified split).
-    splits: str | None = None
-    embedded: EmbeddedData = EmbeddedData()
-    # Labelled folders without split files get a seeded stratified split with these fractions.
-    valid_fraction: float = Field(0.2, ge=0.0, lt=1.0)
-    test_fraction: float = Field(0.3, ge=0.0, lt=1.0)
-    split_seed: int = 0
-
-    @model_validator(mode="after")
-    def _root_needed(self) -> DatasetSpec:
-        if self.kind != "embedded" and not self.root:
-            raise ValueError(f"dataset kind '{self.kind}' needs a root folder; set its root")
-        if self.splits is not None and self.kind != "folder":
-            raise ValueError(f"splits applies to kind 'folder' only, not '{self.kind}'; unset it")
-        if self.valid_fraction + self.test_fraction >= 1.0:
-            raise ValueError("valid_fraction + test_fraction must leave room for a train split")
-        return self
-
-
-class DataConfig(_Section):
-    sample_rate: int = Field(22050, ge=8000, le=48000)
-    clip_seconds: float = Field(5.0, gt=0, le=60)
-    # The probe dataset (labelled). Pretraining uses its train split unless `pretrain` is set.
-    probe: DatasetSpec = DatasetSpec()
-    pretrain: DatasetSpec | None = None
-    cache_dir: str = "data_cache"
-    # strict: a missing/corrupt/mismatched file stops the run instead of being skipped.
-    strict: bool = False
-    short_clips: Literal["pad", "reject"] = "pad"
-    loader_workers: int = Field(0, ge=0, le=64)
-
-    @property
-    def crop_samples(self) -> int:
-        return round(self.sample_rate * self.clip_seconds)
 
 
 # ----------------------------------------------------------------------------- augmentation
@@ -325,6 +217,18 @@ class TrainConfig(_Section):
     knn_k: int = Field(10, ge=1)  # neighbours of the `knn` validation metric
     # Clips longer than this many crops per track are embedded from at most this many chunks.
     max_eval_chunks: int = Field(8, ge=1)
+    # The two formats `cross` pretraining trains together: a track's first crop through the
+    # first format's chain, its second through the second's, as the positive pair.
+    cross_pair: list[str] = ["audio", "spectrogram"]
+
+    @field_validator("cross_pair")
+    @classmethod
+    def _pair(cls, pair: list[str]) -> list[str]:
+        if len(pair) != 2 or pair[0] == pair[1]:
+            raise ValueError(f"cross_pair names two different formats, got {pair}")
+        for name in pair:
+            check_format(name)
+        return pair
 
 
 class ProbeConfig(_Section):

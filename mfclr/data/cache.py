@@ -17,7 +17,7 @@ import shutil
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -50,10 +50,6 @@ OVER_FULL_SCALE_WARN_DB = 1.0
 PROGRESS_MIN_TRACKS = 32
 # What decoding did to tracks, counted in the dataset's stats.
 COUNTS = ("padded", "rejected", "resampled", "downmixed", "normalised")
-# Cache folders this process has already summarised in the log.
-_announced: set[Path] = set()
-# Cache folders this process has already cleared of stale temp folders.
-_cleaned: set[Path] = set()
 
 
 def list_tracks(spec: DatasetSpec, data: DataConfig, progress: bool = True) -> TrackList:
@@ -271,17 +267,13 @@ def prepare_dataset(
     data.strict, for any missing, corrupt or mismatched file).
     """
     cache_dir = Path(data.cache_dir).expanduser().resolve()
-    if cache_dir not in _cleaned:  # once per process: the loop reopens the dataset every epoch
-        _cleaned.add(cache_dir)
-        clean_stale_temps(cache_dir)
+    clean_stale_temps(cache_dir)
     tracks = list_tracks(spec, data, progress)
     final = cache_dir / f"{spec.kind}-{cache_key(spec, data, tracks)}"
     if (final / INDEX).is_file():
         ds = open_prepared(final)
-        if final not in _announced:  # the training loop reopens the dataset every epoch
-            _announced.add(final)
-            warn_skipped([SkippedFile(*item) for item in ds.stats["skipped_files"]], "unusable")
-            _log_summary(ds, reused=True)
+        warn_skipped([SkippedFile(*item) for item in ds.stats["skipped_files"]], "unusable")
+        _log_summary(ds, reused=True)
         return ds
     check_writable_dir(cache_dir, "data.cache_dir")
     tmp = cache_dir / temp_name(final.name)
@@ -302,19 +294,5 @@ def prepare_dataset(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     ds = open_prepared(final)
-    _announced.add(final)
     _log_summary(ds, reused=False)
     return ds
-
-
-def load_dataset(
-    data: DataConfig, role: Literal["probe", "pretrain"], *, progress: bool = True
-) -> PreparedDataset:
-    """The probe dataset, or the pretraining one (data.pretrain, else the probe's spec)."""
-    if role == "probe":
-        spec = data.probe
-    elif role == "pretrain":
-        spec = data.pretrain or data.probe
-    else:
-        raise DataError(f"unknown dataset role '{role}'; use 'probe' or 'pretrain'")
-    return prepare_dataset(spec, data, progress=progress)

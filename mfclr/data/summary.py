@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from mfclr.config import Config
-from mfclr.data.cache import load_dataset, summary_counts
+from mfclr.data.cache import summary_counts
+from mfclr.data.datasets import Datasets
 from mfclr.data.store import PreparedDataset
 
 MAX_NAMED = 20  # files listed by name before a count
@@ -24,14 +25,16 @@ def class_counts(data: PreparedDataset) -> dict[str, dict[str, int]]:
     return counts
 
 
-def prepare(cfg: Config) -> dict[str, Any]:
-    """Decode and cache the probe (and, if separate, the pretraining) dataset; return a summary
-    per role: name, cache, classes, tracks per split, class_counts, stats."""
+def prepare(cfg: Config, datasets: Datasets | None = None) -> dict[str, Any]:
+    """Decode and cache the probe (and, if separate, the pretraining) dataset, opened through
+    `datasets` (the caller's, so later stages reuse them); return a summary per role: name,
+    cache, classes, tracks per split, class_counts, stats."""
+    datasets = datasets or Datasets()
     summary = {}
     for role in ("probe", "pretrain"):
         if role == "pretrain" and cfg.data.pretrain is None:
             continue
-        data = load_dataset(cfg.data, role)
+        data = datasets.get(cfg.data, role)
         summary[role] = {
             "name": data.name,
             "cache": str(data.cache_path),

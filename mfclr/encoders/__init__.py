@@ -1,10 +1,13 @@
-"""Encoders: one per input format, each mapping a batch to (B, num_features).
+"""Encoder architectures and deterministic frontends, each rebuilt from a plain JSON-able spec.
 
-- "audio" (raw waveform) -> `SampleCNN`
-- "spectrogram" (mel) -> `ResNetEncoder` (ResNet-18 by default)
+- `ENCODERS`: architecture name -> constructor (`samplecnn`: SampleCNN on waveforms, `resnet`:
+  ResNet-18 on a log-mel spectrogram). A spec `{"arch": name, "kwargs": {...}}` is stored in
+  checkpoints; `encoder_from_spec` rebuilds the architecture (fresh weights) from it.
+- `FRONTENDS` (frontends.py): the same for the deterministic input transforms (`waveform`,
+  `logmel`), so a frozen encoder embeds audio without the config that trained it.
 
-`encoder_spec` describes an encoder as a plain JSON-able dict `{"arch": name, "kwargs": {...}}`
-stored in checkpoints; `encoder_from_spec` rebuilds the same architecture from it.
+Which format uses which architecture and frontend is the format registry's business
+(`mfclr.formats`); `register_encoder` adds an architecture (a format defined outside mfclr).
 """
 
 from __future__ import annotations
@@ -14,19 +17,10 @@ from typing import Any
 
 from torch import nn
 
-from mfclr.config import FORMATS, ModelConfig
 from mfclr.encoders.samplecnn import SampleCNN
-from mfclr.errors import CheckpointError, ConfigError
+from mfclr.errors import CheckpointError
 
-__all__ = [
-    "ARCH_FOR_FORMAT",
-    "ENCODERS",
-    "ResNetEncoder",
-    "SampleCNN",
-    "build_encoder",
-    "encoder_from_spec",
-    "encoder_spec",
-]
+__all__ = ["ENCODERS", "ResNetEncoder", "SampleCNN", "encoder_from_spec", "register_encoder"]
 
 
 def _resnet(**kwargs: Any) -> nn.Module:
@@ -45,51 +39,46 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-# Registries as plain dicts: architecture name -> constructor, format -> architecture name.
+# Architecture name -> constructor taking the spec's kwargs; the module has `num_features`.
 ENCODERS: dict[str, Callable[..., nn.Module]] = {
     "samplecnn": SampleCNN,
     "resnet": _resnet,
 }
-ARCH_FOR_FORMAT: dict[str, str] = {"audio": "samplecnn", "spectrogram": "resnet"}
 
 
-def encoder_spec(fmt: str, model: ModelConfig) -> dict[str, Any]:
-    """The JSON-able spec `{"arch": str, "kwargs": dict}` of the encoder for format `fmt`."""
-    if fmt not in ARCH_FOR_FORMAT:
-        raise ConfigError(f"unknown input format '{fmt}'; choose one of {', '.join(FORMATS)}")
-    arch = ARCH_FOR_FORMAT[fmt]
-    if arch == "samplecnn":
-        kwargs: dict[str, Any] = {"channels": list(model.samplecnn.channels), "in_chans": 1}
-    else:
-        kwargs = {"blocks": list(model.resnet.blocks), "in_chans": 1}
-    return {"arch": arch, "kwargs": kwargs}
+def register_encoder(arch: str, build: Callable[..., nn.Module]) -> None:
+    """Add an architecture; registering the same constructor twice is a no-op."""
+    if ENCODERS.get(arch, build) is not build:
+        raise ValueError(f"encoder architecture '{arch}' is already registered")
+    ENCODERS[arch] = build
+
+
+def build_from_spec(
+    registry: Mapping[str, Callable[..., nn.Module]], spec: Any, name_key: str, what: str
+) -> nn.Module:
+    """`registry[spec[name_key]](**spec["kwargs"])`; a malformed spec is a CheckpointError."""
+    if not isinstance(spec, Mapping) or set(spec) != {name_key, "kwargs"}:
+        got = sorted(spec) if isinstance(spec, Mapping) else type(spec).__name__
+        raise CheckpointError(
+            f"{what} spec must be a dict with keys '{name_key}' and 'kwargs', got {got}; "
+            "the checkpoint is damaged or not an mfclr checkpoint"
+        )
+    name, kwargs = spec[name_key], spec["kwargs"]
+    if name not in registry:
+        raise CheckpointError(
+            f"checkpoint {what} '{name}' is unknown; this mfclr knows "
+            f"{', '.join(sorted(registry))} (was it made by another version, or by a format "
+            "registered elsewhere?)"
+        )
+    if not isinstance(kwargs, Mapping):
+        raise CheckpointError(f"{what} spec 'kwargs' for '{name}' must be a dict, got {kwargs!r}")
+    try:
+        return registry[name](**kwargs)
+    except (TypeError, ValueError) as err:
+        message = f"{what} spec for '{name}' is invalid ({err}); re-export it"
+        raise CheckpointError(message) from None
 
 
 def encoder_from_spec(spec: Mapping[str, Any]) -> nn.Module:
-    """Rebuild an encoder (fresh weights) from an `encoder_spec` dict; else CheckpointError."""
-    if not isinstance(spec, Mapping) or set(spec) != {"arch", "kwargs"}:
-        got = sorted(spec) if isinstance(spec, Mapping) else type(spec).__name__
-        raise CheckpointError(
-            f"encoder spec must be a dict with keys 'arch' and 'kwargs', got {got}; "
-            "the checkpoint is damaged or not an mfclr checkpoint"
-        )
-    arch, kwargs = spec["arch"], spec["kwargs"]
-    if arch not in ENCODERS:
-        raise CheckpointError(
-            f"checkpoint encoder architecture '{arch}' is unknown; this mfclr knows "
-            f"{', '.join(sorted(ENCODERS))} (was it made by another version?)"
-        )
-    if not isinstance(kwargs, Mapping):
-        raise CheckpointError(f"encoder spec 'kwargs' for '{arch}' must be a dict, got {kwargs!r}")
-    try:
-        return ENCODERS[arch](**kwargs)
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(
-            f"encoder spec for '{arch}' is invalid ({err}); re-export it"
-        ) from None
-
-
-def build_encoder(fmt: str, model: ModelConfig) -> nn.Module:
-    """A freshly initialised encoder for format "audio" or "spectrogram" (seed with torch)."""
-    spec = encoder_spec(fmt, model)
-    return ENCODERS[spec["arch"]](**spec["kwargs"])
+    """Rebuild an encoder (fresh weights) from a spec `{"arch", "kwargs"}`; else CheckpointError."""
+    return build_from_spec(ENCODERS, spec, "arch", "encoder architecture")

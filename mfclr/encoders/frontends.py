@@ -1,8 +1,11 @@
-"""The deterministic encoder inputs (no randomness), used for embeddings and inside the
-augmentation chains: the waveform as is, or a log-mel spectrogram.
+"""The deterministic encoder inputs (no randomness): the first layer of a frozen encoder, and
+the step inside an augmentation chain that the random transforms surround.
 
-    front = build_frontend(fmt, cfg)   # "audio": (B, T) -> (B, T)
-                                       # "spectrogram": (B, T) -> (B, 1, n_mels, T // hop + 1)
+    front = frontend_from_spec({"name": "logmel", "kwargs": {...}})
+    # "waveform": (B, T) -> (B, T);  "logmel": (B, T) -> (B, 1, n_mels, T // hop + 1)
+
+A frontend is rebuilt from its spec (stored in every exported encoder), so embedding needs no
+saved Config. `register_frontend` adds one (a format defined outside mfclr).
 
 Log-mel scale: dB relative to each clip's loudest mel bin, clamped at -top_db and mapped to
 [0, 1]: `(dB - max_dB) / top_db + 1`. 1 is the clip's peak, 0 is top_db (80 dB) below it or
@@ -12,12 +15,15 @@ maps to all zeros, never NaN.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
 import torch
 import torchaudio
 from torch import Tensor, nn
 
-from mfclr.config import FORMATS, Config, MelConfig
-from mfclr.errors import ConfigError
+from mfclr.config import MelConfig
+from mfclr.encoders import build_from_spec
 
 # On CPU, a batched STFT of many 5 s clips falls out of cache (notes/perf.md): chunk it there.
 CPU_CHUNK = 4
@@ -26,20 +32,33 @@ CPU_CHUNK = 4
 class MelFrontend(nn.Module):
     """(B, T) waveforms -> (B, 1, n_mels, T // hop + 1) log-mel in [0, 1] (see module doc)."""
 
-    def __init__(self, cfg: MelConfig, sample_rate: int):
+    def __init__(
+        self,
+        sample_rate: int,
+        n_fft: int,
+        hop_length: int,
+        n_mels: int,
+        f_min: float = 0.0,
+        f_max: float | None = None,
+        top_db: float = 80.0,
+    ):
         super().__init__()
-        self.top_db = cfg.top_db
-        self.hop_length = cfg.hop_length
+        self.top_db = top_db
+        self.hop_length = hop_length
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=sample_rate,
-            n_fft=cfg.n_fft,
-            hop_length=cfg.hop_length,
-            n_mels=cfg.n_mels,
-            f_min=cfg.f_min,
-            f_max=cfg.f_max,
+            n_fft=n_fft,
+            hop_length=hop_length,
+            n_mels=n_mels,
+            f_min=f_min,
+            f_max=f_max,
             power=2.0,
         )
-        self.to_db = torchaudio.transforms.AmplitudeToDB("power", top_db=cfg.top_db)
+        self.to_db = torchaudio.transforms.AmplitudeToDB("power", top_db=top_db)
+
+    @classmethod
+    def from_config(cls, mel: MelConfig, sample_rate: int) -> MelFrontend:
+        return cls(sample_rate, **mel.model_dump())
 
     def _follow(self, x: Tensor) -> None:
         # The filterbank is a buffer: follow the input's device instead of failing on a mismatch.
@@ -76,15 +95,25 @@ class WaveformFrontend(nn.Module):
         return x
 
 
-def check_format(fmt: str) -> None:
-    """Raise ConfigError unless `fmt` is an input format (audio | spectrogram)."""
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown input format '{fmt}'; choose one of {', '.join(FORMATS)}")
+# Frontend name -> constructor taking the spec's kwargs (plain JSON values).
+FRONTENDS: dict[str, Callable[..., nn.Module]] = {
+    "waveform": WaveformFrontend,
+    "logmel": MelFrontend,
+}
 
 
-def build_frontend(fmt: str, cfg: Config) -> nn.Module:
-    """The deterministic input transform for one format (identity | log-mel); `front(wave)`."""
-    check_format(fmt)
-    if fmt == "audio":
-        return WaveformFrontend()
-    return MelFrontend(cfg.mel, cfg.data.sample_rate)
+def register_frontend(name: str, build: Callable[..., nn.Module]) -> None:
+    """Add a frontend; registering the same constructor twice is a no-op."""
+    if FRONTENDS.get(name, build) is not build:
+        raise ValueError(f"frontend '{name}' is already registered")
+    FRONTENDS[name] = build
+
+
+def logmel_spec(mel: MelConfig, sample_rate: int) -> dict[str, Any]:
+    """The spec of the log-mel frontend of `mel` at `sample_rate`."""
+    return {"name": "logmel", "kwargs": {"sample_rate": sample_rate, **mel.model_dump()}}
+
+
+def frontend_from_spec(spec: Mapping[str, Any]) -> nn.Module:
+    """Rebuild a frontend from a spec `{"name", "kwargs"}`; else CheckpointError."""
+    return build_from_spec(FRONTENDS, spec, "name", "frontend")

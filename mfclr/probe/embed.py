@@ -21,8 +21,8 @@ from tqdm import tqdm
 from mfclr.config import SPLITS, Config
 from mfclr.data.clips import iter_track_chunks
 from mfclr.data.store import PreparedDataset
-from mfclr.encoders.frozen import FrozenEncoder
 from mfclr.errors import CheckpointError, DataError
+from mfclr.formats.frozen import FrozenEncoder
 from mfclr.io import atomic_write_with
 from mfclr.progress import enabled as progress_enabled
 

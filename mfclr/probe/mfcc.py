@@ -36,7 +36,7 @@ def dct_matrix(n_mels: int, n_coeffs: int) -> torch.Tensor:
 @torch.no_grad()
 def mfcc_stats(split: Split, mel: MelConfig, sample_rate: int, n_mfcc: int = N_MFCC) -> np.ndarray:
     """(n_tracks, 2 * n_mfcc) float32: per track, the mean then the std over time of its MFCCs."""
-    front = MelFrontend(mel, sample_rate)
+    front = MelFrontend.from_config(mel, sample_rate)
     dct = dct_matrix(mel.n_mels, min(n_mfcc, mel.n_mels))
     out = []
     for i in range(len(split)):

@@ -14,10 +14,10 @@ import numpy as np
 from torch import nn
 
 from mfclr.config import Config
-from mfclr.data import load_dataset
+from mfclr.data import Datasets
 from mfclr.data.clips import iter_track_chunks
 from mfclr.data.store import PreparedDataset
-from mfclr.encoders.frontends import build_frontend
+from mfclr.formats import build_frontend
 from mfclr.probe.embed import embed_tracks
 from mfclr.probe.fit import fit_probe
 
@@ -73,16 +73,13 @@ def validation_metric(cfg: Config, model: nn.Module, data: PreparedDataset) -> f
     return float(probe.info["valid_accuracy"])
 
 
-def make_validate(cfg: Config) -> Callable[[nn.Module], float] | None:
+def make_validate(cfg: Config, datasets: Datasets) -> Callable[[nn.Module], float] | None:
     """The loop's `validate` for `cfg` (None when train.eval_every is 0). The probe dataset is
-    loaded on the first call, so ranks that never validate never load it."""
+    taken from `datasets` on the first call, so ranks that never validate never open it."""
     if not cfg.train.eval_every:
         return None
-    cache: list[PreparedDataset] = []
 
     def validate(model: nn.Module) -> float:
-        if not cache:
-            cache.append(load_dataset(cfg.data, "probe"))
-        return validation_metric(cfg, model, cache[0])
+        return validation_metric(cfg, model, datasets.get(cfg.data, "probe"))
 
     return validate

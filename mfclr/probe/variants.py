@@ -1,10 +1,11 @@
 """The table of probe rows: frozen encoders in, one row per variant and head out.
 
 Each format's encoder embeds every track of the probe dataset (the mean over all of its chunks);
-the variants are single formats, every configured fusion, and a random-init control (the same
-architectures, untrained), each under every probe head. Probe settings are chosen on valid; the
-metrics are on test. `evaluate` returns the rows with the facts of the dataset they were
-computed on, so no caller loads the dataset again to describe them.
+the variants are single formats, every configured fusion, a random-init control of each encoder
+set (its own architectures, untrained) and MFCC statistics, each under every probe head. Probe
+settings are chosen on valid; the metrics are on test. `evaluate` returns the rows with the
+facts of the dataset they were computed on, so no caller loads the dataset again to describe
+them.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ import numpy as np
 import torch
 
 from mfclr.config import SPLITS, Config
-from mfclr.data import load_dataset
+from mfclr.data import Datasets
 from mfclr.data.store import PreparedDataset
-from mfclr.encoders.frozen import CONTROL, FrozenEncoder, random_frozen
-from mfclr.probe.embed import embed_splits, save_embeddings
+from mfclr.formats.frozen import CONTROL, FrozenEncoder
 from mfclr.probe.fusion import get_fusion
 from mfclr.probe.metrics import classification_metrics
 from mfclr.probe.mfcc import MFCC, mfcc_features
+from mfclr.probe.sets import check_label_sets, embed_sets, is_control, with_controls
 from mfclr.probe.stats import accuracy_ci, paired_delta
 
 log = logging.getLogger(__name__)
@@ -58,34 +59,13 @@ def _variants(cfg: Config, formats: list[str]) -> list[tuple[str, str, list[str]
 
 
 def _row_name(kind: str, name: str) -> str:
-    """`audio` / `fused-average` for trained encoders; `cross-audio` for another set; the
-    controls are `random-init-audio`, `random-init` (fused, concat), `random-init-average`."""
+    """`audio` / `fused-average` for trained encoders; `cross-audio` for another set; a control
+    set's fused rows drop "fused" (`random-init`, `random-init-average`)."""
     if kind == "trained":
         return name
-    if kind == CONTROL and name.startswith("fused"):
-        return CONTROL + name.removeprefix("fused")
+    if is_control(kind) and name.startswith("fused"):
+        return kind + name.removeprefix("fused")
     return f"{kind}-{name}"
-
-
-def _embed_sets(
-    cfg: Config, sets: dict[str, dict[str, FrozenEncoder]], data: PreparedDataset,
-    out_dir: Path, device: torch.device,
-) -> dict[str, dict[str, dict[str, np.ndarray]]]:  # fmt: skip
-    """kind -> format -> split -> (n, D), each also saved as embeddings/<prefix><format>.npz."""
-    labels = {s: data.splits[s].labels for s in SPLITS}
-    feats: dict[str, dict[str, dict[str, np.ndarray]]] = {}
-    for kind, encs in sets.items():
-        feats[kind] = {}
-        for fmt, frozen in sorted(encs.items()):
-            log.info("embedding %s tracks with the %s %s encoder", data.name, kind, fmt)
-            feats[kind][fmt] = embed_splits(frozen, data, cfg, device)
-            prefix = "" if kind == "trained" else f"{kind}-".replace("random-init-", "random-")
-            save_embeddings(
-                out_dir / "embeddings" / f"{prefix}{fmt}.npz", feats[kind][fmt], labels,
-                data.label_names, {s: data.splits[s].track_ids for s in SPLITS},
-                {"format": fmt, "encoder": frozen.source, "encoders": kind},
-            )  # fmt: skip
-    return feats
 
 
 def evaluate(
@@ -95,24 +75,28 @@ def evaluate(
     device: torch.device | None = None,
     *,
     extra: dict[str, dict[str, FrozenEncoder]] | None = None,
+    datasets: Datasets | None = None,
 ) -> ProbeTable:
     """Embed, fit every probe variant on train (settings chosen on valid), score on test.
 
     `encoders` are the separately trained ones (rows `audio`, `spectrogram`, `fused`, ...);
     each `extra` set (`cross`: both encoders of a cross-format run; a compare variant such as
     `ntxent`) adds the same rows with its name as a prefix (`cross-audio`, `ntxent-fused`, ...);
-    the random-init controls follow, and every other row gets its paired difference to them.
+    the random-init controls (each encoder's own architecture, frontend and seed) and the MFCC
+    row follow, and every other row gets its paired difference to them. `datasets`: the
+    process's opened datasets; each encoder embeds the tracks at its own sample rate.
     """
     out_dir = Path(out_dir)
     device = device or torch.device("cpu")
-    data = load_dataset(cfg.data, "probe")
+    datasets = datasets or Datasets()
+    data = datasets.get(cfg.data, "probe")
     labels = {s: data.splits[s].labels for s in SPLITS}
-    sets = {"trained": encoders, **(extra or {})}
-    sets = {k: v for k, v in sets.items() if v}
-    formats = sorted({f for encs in sets.values() for f in encs})
+    sets = {k: v for k, v in {"trained": encoders, **(extra or {})}.items() if v}
+    check_label_sets(sets)
+    control_of: dict[str, str] = {}
     if cfg.probe.random_init_control:
-        sets[CONTROL] = {f: random_frozen(cfg, f) for f in formats}
-    feats = _embed_sets(cfg, sets, data, out_dir, device)
+        sets, control_of = with_controls(sets)
+    feats = embed_sets(cfg, sets, data, datasets, out_dir, device)
     variants = []
     for kind, encs in sets.items():
         for name, fusion, fmts in _variants(cfg, sorted(encs)):
@@ -130,16 +114,15 @@ def evaluate(
             )
             metrics = classification_metrics(labels["test"], result.probs, data.label_names)
             correct = (result.probs.argmax(axis=1) == labels["test"]).astype(int)
+            paired = {"control_set": control_of[kind]} if kind in control_of else {}
             rows.append({"name": name, "fusion": fusion, "head": head, "formats": fmts,
                          "encoders": kind, "valid_accuracy": result.info.get("valid_accuracy"),
                          **metrics, "accuracy_ci95": list(accuracy_ci(correct)),
-                         "test_correct": correct.tolist(), "probe_info": result.info})  # fmt: skip
+                         "test_correct": correct.tolist(), "probe_info": result.info,
+                         **paired})  # fmt: skip
             log.info("%-18s %-7s accuracy %.3f  macro mAP %.3f", name, head,
                      metrics["accuracy"], metrics["macro_map"])  # fmt: skip
     return ProbeTable(add_control_deltas(rows), dataset_facts(data))
-
-
-BASELINES = (CONTROL, MFCC)  # encoder sets that are baselines, never compared to one another
 
 
 def add_control_deltas(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -148,15 +131,16 @@ def add_control_deltas(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     and `beats_control` (the interval lies above zero); and to the MFCC row of its head:
     `delta_vs_mfcc`, `mfcc_delta_ci95`, `beats_mfcc`."""
     controls = {
-        (r["head"], r["fusion"], tuple(r["formats"])): r
+        (r["encoders"], r["head"], r["fusion"], tuple(r["formats"])): r
         for r in rows
-        if r.get("encoders") == CONTROL
+        if is_control(r.get("encoders", ""))
     }
     mfcc = {r["head"]: r for r in rows if r.get("encoders") == MFCC}
     for r in rows:
-        if r.get("encoders") in BASELINES:
+        if is_control(r.get("encoders", "")) or r.get("encoders") == MFCC:
             continue
-        c = controls.get((r["head"], r["fusion"], tuple(r["formats"])))
+        key = (r.get("control_set", CONTROL), r["head"], r["fusion"], tuple(r["formats"]))
+        c = controls.get(key)
         if c is not None:
             delta, ci = paired_delta(r["test_correct"], c["test_correct"])
             r.update(control=c["name"], delta_vs_control=delta, delta_ci95=list(ci),
@@ -186,7 +170,8 @@ def aggregate_seeds(per_seed: list[list[dict[str, Any]]]) -> list[dict[str, Any]
         acc = np.array([r["accuracy"] for r in rs], dtype=float)
         correct = np.mean([r["test_correct"] for r in rs], axis=0)
         first = rs[0]
-        row = {k: first[k] for k in ("name", "fusion", "head", "formats", "encoders")}
+        keys = ("name", "fusion", "head", "formats", "encoders", "control_set")
+        row = {k: first[k] for k in keys if k in first}
         row.update(
             accuracy=float(acc.mean()),
             accuracy_std=float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from mfclr.config import Config
+from mfclr.config import CROSS, Config
+from mfclr.config.formats import flatten as flatten_config
+from mfclr.config.formats import format_flat_keys
 from mfclr.errors import ConfigError
 
 log = logging.getLogger("mfclr.tracking")
@@ -23,9 +25,11 @@ log = logging.getLogger("mfclr.tracking")
 JobType = Literal["pretrain", "probe"]
 MODES = ("offline", "online", "disabled")
 _MODE_ALIASES = {"dryrun": "offline", "run": "online"}  # older WANDB_MODE spellings
+# The flat keys of every run, whatever it trains or probes (W&B group-by needs one schema);
+# each registered format adds its own (`flat_keys()`), None on runs without that format.
 FLAT_KEYS = (
-    "format", "fusion", "head", "encoders", "temperature", "mask_size", "time_mask_size",
-    "weight_decay", "lr", "epochs", "batch_size", "projector", "dataset", "seed", "git_sha",
+    "format", "fusion", "head", "encoders", "temperature", "weight_decay", "lr", "epochs",
+    "batch_size", "projector", "dataset", "seed", "git_sha",
 )  # fmt: skip
 _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
 KEY_FILE_ENV = "WANDB_API_KEY_FILE"
@@ -52,21 +56,27 @@ def run_config(
     git_sha: str | None,
     encoders: str | None = None,
 ) -> dict[str, Any]:
-    """The run config: the same flat `FLAT_KEYS` on every run, plus the full config under "config".
+    """The run config: the same flat keys (`flat_keys()`) on every run, plus the full config
+    under "config".
 
-    `fmt` is "audio", "spectrogram" or "audio+spectrogram" (a fused probe); the mask sizes
-    (mel bins, frames) are None when no spectrogram encoder is involved.
+    `fmt` is a format, `cross` or formats joined by "+" (a fused probe); a format's own flat keys
+    (the spectrogram's mask sizes) are None when that format is not involved.
     """
-    spec = fmt is not None and ("spectrogram" in fmt.split("+") or fmt == "cross")
-    aug, tc = cfg.augment.spectrogram, cfg.train
+    involved = set(fmt.split("+")) if fmt else set()
+    if CROSS in involved:
+        involved |= set(cfg.train.cross_pair)
+    values = flatten_config(cfg.to_dict())
+    tc = cfg.train
     flat = {
         "format": fmt,
         "fusion": fusion,
         "head": head,
         "encoders": encoders,
         "temperature": tc.temperature,
-        "mask_size": aug.freq_mask.size if spec else None,
-        "time_mask_size": aug.time_mask.size if spec else None,
+        **{
+            k: values.get(dotted) if owner in involved else None
+            for k, (owner, dotted) in format_flat_keys().items()
+        },  # fmt: skip
         "weight_decay": tc.weight_decay,
         "lr": tc.lr,
         "epochs": tc.epochs,
@@ -77,6 +87,11 @@ def run_config(
         "git_sha": git_sha,
     }
     return {**flat, "config": cfg.to_dict()}
+
+
+def flat_keys() -> tuple[str, ...]:
+    """Every run's flat config keys: FLAT_KEYS and those of the registered formats."""
+    return (*FLAT_KEYS, *format_flat_keys())
 
 
 def api_key_from_file(*, strict: bool = True) -> str | None:

@@ -11,7 +11,7 @@ run's last logged step is kept in `<dir>/wandb/mfclr-steps/<id>.step`, and an ep
 restart trains again (its checkpoint was lost) is not logged a second time. Offline, each start
 writes a new `offline-run-*-<id>` folder; together they hold each step once.
 
-Every run carries the same flat config keys (`FLAT_KEYS`), so W&B's group-by and parallel
+Every run carries the same flat config keys (`flat_keys()`), so W&B's group-by and parallel
 coordinates work across pretraining trials (job_type=pretrain) and probe variants
 (job_type=probe) of one sweep (the run group). Credentials travel only in the environment or a
 file: no environment value is ever copied into a config, and `start_run` refuses a config that

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 from mfclr.config import Config
-from mfclr.data import load_dataset
+from mfclr.data import Datasets
 
 
 def steps_per_epoch(n_tracks: int, batch_size: int, world: int = 1, cap: int | None = None) -> int:
@@ -32,13 +32,14 @@ def epochs_for(steps: int, per_epoch: int) -> int:
     return max(1, math.ceil(steps / max(per_epoch, 1)))
 
 
-def resolve_epochs(cfg: Config, world: int = 1) -> Config:
+def resolve_epochs(cfg: Config, world: int = 1, datasets: Datasets | None = None) -> Config:
     """`cfg` with train.epochs derived from train.steps on its pretraining split (`world`
-    data-parallel ranks); unchanged when train.steps is unset. Idempotent."""
+    data-parallel ranks; the split opened through `datasets`); unchanged when train.steps is
+    unset. Idempotent."""
     tc = cfg.train
     if tc.steps is None:
         return cfg
-    n = len(load_dataset(cfg.data, "pretrain", progress=False).splits["train"])
+    n = len((datasets or Datasets(progress=False)).get(cfg.data, "pretrain").splits["train"])
     per_epoch = steps_per_epoch(n, tc.batch_size, world, tc.max_steps_per_epoch)
     epochs = epochs_for(tc.steps, per_epoch)
     if epochs == tc.epochs:

@@ -15,7 +15,6 @@ from typing import Any, Protocol
 import torch
 
 from mfclr import checkpoint as ckpt
-from mfclr.train.model import components
 
 ENCODER_STEM = "encoder"
 
@@ -41,7 +40,7 @@ def export_encoders(
     """Write every encoder of a pretraining checkpoint `state` into `folder` (a local folder,
     or a path on `filesystem`); returns input format -> the written path."""
     fmt, written = state["format"], {}
-    for part in components(fmt):
+    for part in state["parts"]:
         target = f"{str(folder).rstrip('/')}/{encoder_file(fmt, part, stem)}"
         exported = ckpt.pretrain_to_encoder(state, part)
         if filesystem is None:

@@ -18,13 +18,12 @@ from typing import Any
 
 from mfclr import checkpoint as ckpt
 from mfclr.config import Config, build_config, save_config
+from mfclr.data import Datasets
 from mfclr.errors import CheckpointError, ConfigError
 from mfclr.io import append_json_line, atomic_write_json, clean_stale_temps, git_sha
-from mfclr.probe.validate import make_validate
-from mfclr.tracking import RunInfo, safe_run_id, start_run, tracking_reporter
 from mfclr.train.budget import resolve_epochs
 from mfclr.train.export import export_encoders
-from mfclr.train.loop import epoch_line, pretrain
+from mfclr.train.harness import Sink, Tracking, run_pretraining
 
 log = logging.getLogger(__name__)
 
@@ -126,20 +125,22 @@ def _check_resume(
     return changed
 
 
-class LocalReporter:
-    """The `report` callable of a local run: log, append metrics, write the checkpoint."""
+class LocalSink(Sink):
+    """A run folder: checkpoints/last.pt (atomic) and one metrics.jsonl line per epoch.
+    `initial` is the checkpoint the run resumes from, already checked by `pretrain_local`."""
 
-    def __init__(self, run_dir: Path, fmt: str, epochs: int) -> None:
-        self.run_dir, self.fmt, self.epochs = run_dir, fmt, epochs
+    def __init__(self, run_dir: Path, initial: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.run_dir, self.initial = run_dir, initial
         self.last = run_dir / "checkpoints" / "last.pt"
-        self.state: dict[str, Any] | None = None  # the checkpoint last written (not re-read)
 
-    def __call__(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+    def restore(self) -> dict[str, Any] | None:
+        return self.initial
+
+    def keep(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
         if state is not None:
             ckpt.atomic_save(state, self.last)
-            self.state = state
         append_json_line(self.run_dir / "metrics.jsonl", metrics)
-        log.info("%s", epoch_line(self.fmt, self.epochs, metrics))
 
 
 def pretrain_local(
@@ -153,6 +154,7 @@ def pretrain_local(
     group: str | None = None,
     label: str | None = None,
     override_resume: bool = False,
+    datasets: Datasets | None = None,
 ) -> dict[str, Path]:
     """Pretrain `fmt` in `run_dir` (resuming from its last checkpoint) and export the encoder.
 
@@ -161,30 +163,24 @@ def pretrain_local(
     (default: the run folder's name); `label` (default: the format) names the W&B run within
     the group, e.g. `ntxent-audio` for a compare variant. Resuming with settings other than the
     checkpoint's (see RESUMABLE_CHANGES) raises ConfigError unless `override_resume`; what
-    changed is then kept in run.json under "resume_overrides".
+    changed is then kept in run.json under "resume_overrides". `datasets`: the process's opened
+    datasets (a fresh `Datasets` when None).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    cfg = resolve_epochs(cfg.for_format(fmt))
-    reporter = LocalReporter(run_dir, fmt, cfg.train.epochs)
-    state, extra = _start_state(run_dir, reporter.last, fmt, cfg, resume, override_resume)
+    datasets = datasets or Datasets(progress=progress)
+    cfg = resolve_epochs(cfg.for_format(fmt), datasets=datasets)
+    last = run_dir / "checkpoints" / "last.pt"
+    state, extra = _start_state(run_dir, last, fmt, cfg, resume, override_resume)
     save_config(cfg, run_dir / "config.yaml")
     atomic_write_json(
         run_dir / "run.json", {"format": fmt, "git_sha": git_sha(), "status": "running", **extra}
     )
-    if state is None or state["epoch"] < cfg.train.epochs:
-        group = cfg.tracking.group or group or run_dir.name
-        label = label or fmt
-        info = RunInfo(job_type="pretrain", name=f"{group}-{label}",
-                       run_id=safe_run_id(group, label), dir=tracking_dir or run_dir,
-                       dataset=cfg.data.probe.kind, group=group, fmt=fmt,
-                       restart=not resume)  # fmt: skip
-        with start_run(cfg, info) as tracker:
-            pretrain(cfg, fmt, tracking_reporter(tracker, reporter), validate=make_validate(cfg),
-                     initial_state=state, progress=progress)  # fmt: skip
-        state = reporter.state if reporter.state is not None else state
-    else:
-        log.info("%s: already trained for %d epochs; skipping", fmt, state["epoch"])
+    group = cfg.tracking.group or group or run_dir.name
+    tracking = Tracking(str(tracking_dir or run_dir), group, label or fmt, restart=not resume)
+    state = run_pretraining(cfg, fmt, LocalSink(run_dir, state), tracking=tracking,
+                            datasets=datasets, progress=progress)  # fmt: skip
+    assert state is not None  # a local run is rank zero
     paths = {f: Path(p) for f, p in export_encoders(state, run_dir).items()}
     finished = {
         "format": fmt,

@@ -25,23 +25,20 @@ from tqdm import tqdm
 
 from mfclr import checkpoint as ckpt
 from mfclr import distributed as dist
-from mfclr.augment import build_augment
 from mfclr.config import CROSS, Config, TrainConfig
-from mfclr.data import load_dataset
+from mfclr.data import Datasets
 from mfclr.data.clips import PairDataset, make_loader
-from mfclr.encoders import encoder_spec
 from mfclr.errors import CheckpointError, DataError
+from mfclr.formats import build_augment, components, encoder_spec, frontend_spec, get_format
 from mfclr.io import git_sha
 from mfclr.loss import nt_xent, variance_covariance
 from mfclr.progress import enabled as progress_enabled
-from mfclr.train.model import ContrastiveModel, build_model, components
+from mfclr.train.keys import VAL_METRIC, Report
+from mfclr.train.model import ContrastiveModel, build_model
 
-# The per-epoch validation metric's key (rank 0 only; Tune's early stopping and best-trial choice).
-VAL_METRIC = "val_accuracy"
 # Steps between host syncs of the running loss (progress bar, NaN check).
 SYNC_EVERY = 10
 
-Report = Callable[[dict[str, Any], "dict[str, Any] | None"], None]
 Validate = Callable[[ContrastiveModel], float]
 
 
@@ -70,11 +67,11 @@ class Batches:
 # ----------------------------------------------------------------------------- phases
 
 
-def load_batches(cfg: Config) -> Batches:
+def load_batches(cfg: Config, datasets: Datasets) -> Batches:
     """Phase 1, data: the crop-pair loader of this rank (sharded when distributed)."""
     tc = cfg.train
-    data = load_dataset(cfg.data, "pretrain")
-    label_names = load_dataset(cfg.data, "probe").label_names
+    data = datasets.get(cfg.data, "pretrain")
+    label_names = datasets.get(cfg.data, "probe").label_names
     dataset = PairDataset(data.splits["train"], cfg.data.crop_samples, seed=tc.seed)
     world = dist.world_size()
     per_rank_batch = min(tc.batch_size, max(2, len(dataset) // world))
@@ -96,8 +93,9 @@ def setup(cfg: Config, fmt: str, device: torch.device, initial_state: dict | Non
     """Phase 2, model: identical initial weights on every rank, Adam, and the resumed state."""
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg, fmt).to(device)
-    if "spectrogram" in model.encoders and device.type == "cuda":
-        model.encoders["spectrogram"].to(memory_format=torch.channels_last)
+    for f, encoder in model.encoders.items():
+        if get_format(f).channels_last and device.type == "cuda":
+            encoder.to(memory_format=torch.channels_last)
     # Adam with the configured lr and weight decay (CLMR's optimizer silently ignored both).
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     if initial_state is None:
@@ -108,9 +106,9 @@ def setup(cfg: Config, fmt: str, device: torch.device, initial_state: dict | Non
             "use another output folder"
         )
     parts = initial_state["parts"]
-    if sorted(parts) != sorted(components(fmt)):
+    if sorted(parts) != sorted(components(fmt, cfg)):
         raise CheckpointError(f"resume checkpoint holds {sorted(parts)} encoders, not "
-                              f"{components(fmt)}; use another output folder")  # fmt: skip
+                              f"{components(fmt, cfg)}; use another output folder")  # fmt: skip
     for f, part in parts.items():
         ckpt.load_state_strict(model.encoders[f], part["encoder"], f"{f} encoder")
         ckpt.load_state_strict(model.projectors[f], part["projector"], f"{f} projector")
@@ -134,11 +132,12 @@ def checkpoint_state(cfg: Config, fmt: str, s: Setup, epoch: int, label_names: l
     """The pretraining checkpoint after `epoch` epochs (one layout for every format)."""
     parts = {
         f: {
-            "encoder_spec": encoder_spec(f, cfg.model),
+            "encoder_spec": encoder_spec(f, cfg),
+            "frontend_spec": frontend_spec(f, cfg),
             "encoder": s.model.encoders[f].state_dict(),
             "projector": s.model.projectors[f].state_dict(),
         }
-        for f in components(fmt)
+        for f in components(fmt, cfg)
     }
     return ckpt.pretrain_state(fmt=fmt, epoch=epoch, parts=parts,
                                optimizer=s.optimizer.state_dict(), config=cfg.to_dict(),
@@ -162,22 +161,26 @@ def lr_at(step: int, total: int, lr: float, warmup: int, schedule: str) -> float
     return lr
 
 
-def _channels_last(x: torch.Tensor) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
+def _view(fmt: str, augments: dict[str, nn.Module], x: torch.Tensor,
+          gen: torch.Generator) -> torch.Tensor:  # fmt: skip
+    """One format's augmented encoder input, channels_last on CUDA where its entry says so."""
+    view = augments[fmt](x, generator=gen)
+    if view.is_cuda and get_format(fmt).channels_last:
+        return view.contiguous(memory_format=torch.channels_last)
+    return view
 
 
 def _views(
     fmt: str, augments: dict[str, nn.Module], pair: torch.Tensor, gen: torch.Generator
 ) -> torch.Tensor | dict[str, torch.Tensor]:
     """Augmented views of a batch of crop pairs (B, 2, T): one format gets both crops through its
-    chain, stacked (2B, ...); cross-format sends crop 1 to audio and crop 2 to spectrogram."""
+    chain, stacked (2B, ...); cross-format sends crop 1 to the first format of the pair and crop
+    2 to the second (`augments` holds the pair's chains, in order)."""
     if fmt == CROSS:
-        return {
-            "audio": augments["audio"](pair[:, 0], generator=gen),
-            "spectrogram": _channels_last(augments["spectrogram"](pair[:, 1], generator=gen)),
-        }
-    views = augments[fmt](pair.transpose(0, 1).reshape(2 * pair.shape[0], -1), generator=gen)
-    return _channels_last(views) if fmt == "spectrogram" else views
+        first, second = augments
+        return {first: _view(first, augments, pair[:, 0], gen),
+                second: _view(second, augments, pair[:, 1], gen)}  # fmt: skip
+    return _view(fmt, augments, pair.transpose(0, 1).reshape(2 * pair.shape[0], -1), gen)
 
 
 def _loss(fmt: str, model: nn.Module, views: Any, b: int, tc: TrainConfig) -> torch.Tensor:
@@ -185,8 +188,9 @@ def _loss(fmt: str, model: nn.Module, views: Any, b: int, tc: TrainConfig) -> to
     vc = tc.vc_weight > 0
     out = model(views, with_features=vc)
     h, z = out if vc else (None, out)
-    if fmt == CROSS:  # the audio view and the spectrogram view of a track are the pair
-        za, zs = z["audio"].float(), z["spectrogram"].float()
+    if fmt == CROSS:  # the track's view in each format of the pair is the positive pair
+        first, second = tc.cross_pair
+        za, zs = z[first].float(), z[second].float()
     else:
         za, zs = z[:b].float(), z[b:].float()
     gather = tc.gather_negatives and dist.world_size() > 1
@@ -284,18 +288,20 @@ def pretrain(
     initial_state: dict[str, Any] | None = None,
     device: torch.device | None = None,
     progress: bool = True,
+    datasets: Datasets | None = None,
 ) -> ContrastiveModel:
-    """Train `fmt`'s encoder + projector with NT-Xent for cfg.train.epochs epochs; `fmt` is
-    `audio`, `spectrogram`, or `cross` (both encoders at once, each track's audio view and
-    spectrogram view as the positive pair, after Wang & van den Oord 2021).
+    """Train `fmt`'s encoder + projector with NT-Xent for cfg.train.epochs epochs; `fmt` is an
+    input format, or `cross` (the two formats of `train.cross_pair` at once, each track's view
+    in one as the other's positive, after Wang & van den Oord 2021).
 
-    Resumes after `initial_state['epoch']` completed epochs when given. Returns the model.
+    Resumes after `initial_state['epoch']` completed epochs when given. `datasets`: the process's
+    opened datasets (a fresh `Datasets` when None). Returns the model.
     """
     device = device or dist.resolve_device(cfg.train.device)
-    batches = load_batches(cfg)
+    batches = load_batches(cfg, datasets or Datasets())
     s = setup(cfg, fmt, device, initial_state)
     step_model = _wrap(s.model, device, cfg.train.compile)
-    augments = {f: build_augment(f, cfg).to(device) for f in components(fmt)}
+    augments = {f: build_augment(f, cfg).to(device) for f in components(fmt, cfg)}
     gen = torch.Generator(device=device)
     for epoch in range(s.start_epoch, cfg.train.epochs):
         metrics = train_epoch(cfg, fmt, s, step_model, augments, batches, gen, epoch,

@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from mfclr.config import CROSS, FORMATS, Config
-from mfclr.encoders import build_encoder
+from mfclr.config import Config
+from mfclr.formats import build_encoder, components
 from mfclr.heads import Projector
 
 
@@ -37,14 +37,9 @@ class ContrastiveModel(nn.Module):
         return (hs, zs) if with_features else zs
 
 
-def components(fmt: str) -> list[str]:
-    """The input formats a pretraining `fmt` trains: itself, or both for `cross`."""
-    return list(FORMATS) if fmt == CROSS else [fmt]
-
-
 def build_model(cfg: Config, fmt: str) -> ContrastiveModel:
     """Fresh encoders and projectors for `fmt`'s components (seed with torch.manual_seed)."""
-    encoders = {f: build_encoder(f, cfg.model) for f in components(fmt)}
+    encoders = {f: build_encoder(f, cfg) for f in components(fmt, cfg)}
     m = cfg.model
     projectors = {
         f: Projector(e.num_features, m.projector_hidden, m.projector_dim, kind=m.projector)

@@ -1,10 +1,11 @@
 """Ray Train: one format's pretraining as a `TorchTrainer` of N data-parallel workers.
 
 Three small pieces, as in Ray's own examples:
-- `train_worker(config)`: what each worker runs. It reads `ray.train.get_checkpoint()` and calls
-  the one training loop, `mfclr.train.loop.pretrain`, with `RayReport` as its report callable.
-- `RayReport`: every rank calls `ray.train.report` each epoch (a barrier); rank 0 attaches the
-  checkpoint dict saved in a temp folder.
+- `train_worker(config)`: what each worker runs: the one pretraining harness
+  (`mfclr.train.harness.run_pretraining`) with the run's `RayTrainSink`.
+- `RayTrainSink`: resumes from `ray.train.get_checkpoint()`; every rank calls
+  `ray.train.report` each epoch (a barrier), rank 0 attaching the checkpoint dict saved in a
+  temp folder.
 - `launch(cfg, fmt, run)`: builds and fits the trainer (gloo on CPU, nccl on GPU) with the
   resources of `cfg.ray`, retries a failed worker group from the last checkpoint
   (`FailureConfig`); `export_encoder` then writes the frozen encoder(s) next to the run.
@@ -19,8 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,22 +38,14 @@ from ray.train import (
 )
 
 from mfclr import checkpoint as ckpt
-from mfclr import distributed as dist
 from mfclr.config import Config, absolute_paths, build_config
+from mfclr.data import Datasets
 from mfclr.errors import CheckpointError, ConfigError, MfclrError
 from mfclr.io import is_remote
-from mfclr.probe.validate import make_validate
-from mfclr.tracking import (
-    NullTracker,
-    RunInfo,
-    safe_run_id,
-    start_run,
-    tracking_reporter,
-    wandb_root,
-)
+from mfclr.tracking import wandb_root
 from mfclr.train.budget import resolve_epochs
 from mfclr.train.export import export_encoders
-from mfclr.train.loop import Report, epoch_line, pretrain
+from mfclr.train.harness import Sink, Tracking, run_pretraining
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +61,8 @@ class TrainRun:
     `storage_path`: a local folder or a URI (s3://...); the run is `<storage_path>/<name>`.
     `use_gpu`: None decides from train.device (auto: when the cluster has GPUs).
     `env_vars`: reach the workers. `tracking_dir`: an absolute folder on every node where rank 0
-    logs a W&B run, grouped by `group`. `wrap_report`: wraps the loop's report callable in each
-    worker (must pickle; the tests' fault injection uses it).
+    logs a W&B run, grouped by `group`. `sink`: what each worker keeps its epochs with (pickled
+    to the workers; the tests' faults wrap it).
     """
 
     storage_path: str
@@ -79,7 +71,7 @@ class TrainRun:
     env_vars: dict[str, str] | None = None
     tracking_dir: str | None = None
     group: str | None = None
-    wrap_report: Callable[[Report], Report] | None = None
+    sink: Sink = field(default_factory=lambda: RayTrainSink())
 
 
 def init_ray(**kwargs: Any) -> None:
@@ -91,24 +83,19 @@ def init_ray(**kwargs: Any) -> None:
 # ----------------------------------------------------------------------------- worker side
 
 
-class RayReport:
-    """The `report(metrics, state)` callable of a Ray Train worker.
+class RayTrainSink(Sink):
+    """A Ray Train worker's sink: resume from the run's last registered checkpoint; every rank
+    reports every epoch (Ray requires the same number of calls on each rank), rank 0 with the
+    checkpoint dict, written to a temp folder that Ray copies to storage."""
 
-    Every rank reports every epoch (Ray requires the same number of calls on each rank); rank 0
-    attaches the checkpoint dict, written to a temp folder that Ray copies to storage. Metrics
-    gain `workers` (the world size) and `resumed_from_epoch` (0 for a fresh start).
-    """
+    def restore(self) -> dict[str, Any] | None:
+        checkpoint = ray.train.get_checkpoint()
+        return load_checkpoint(checkpoint) if checkpoint is not None else None
 
-    def __init__(self, fmt: str, epochs: int, resumed_from: int = 0) -> None:
-        self.fmt, self.epochs, self.resumed_from = fmt, epochs, resumed_from
-
-    def __call__(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
-        metrics = {**metrics, "workers": dist.world_size(), "resumed_from_epoch": self.resumed_from}
+    def keep(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
         if state is None:
             ray.train.report(metrics)
             return
-        # Logged, not printed: Ray Train's print patch would show a print twice.
-        log.info("%s", epoch_line(self.fmt, self.epochs, metrics))
         with tempfile.TemporaryDirectory(prefix="mfclr-ckpt-") as tmp:
             ckpt.atomic_save(state, Path(tmp) / CHECKPOINT_FILE)
             ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp))
@@ -120,47 +107,20 @@ def load_checkpoint(checkpoint: Checkpoint, fmt: str | None = None) -> dict[str,
         return ckpt.load(Path(folder) / CHECKPOINT_FILE, ckpt.PRETRAIN_KIND, fmt)
 
 
+def tracking_for(name: str, group: str | None, tracking_dir: str | None) -> Tracking | None:
+    """The W&B run of a Ray Train run or Tune trial `name` (None without `tracking_dir`): its
+    id is stable per (group, name), so a restarted worker group or a retried trial continues
+    the same W&B run."""
+    return Tracking(tracking_dir, group or name, name) if tracking_dir else None
+
+
 def train_worker(config: dict[str, Any]) -> None:
-    """Ray Train worker: resume from the last reported checkpoint if any, then pretrain."""
+    """Ray Train worker: the pretraining harness with the run's sink."""
     cfg, fmt = build_config(config["cfg"]), config["fmt"]
-    checkpoint = ray.train.get_checkpoint()
-    state = load_checkpoint(checkpoint, fmt) if checkpoint is not None else None
-    start = int(state["epoch"]) if state is not None else 0
-    if start and dist.is_rank_zero():
-        log.info("%s: resuming after epoch %d", fmt, start)
     device = ray.train.torch.get_device() if config["use_gpu"] else torch.device("cpu")
-    report: Report = RayReport(fmt, cfg.train.epochs, start)
-    if config.get("wrap_report") is not None:
-        report = config["wrap_report"](report)
-    tracker = run_tracker(cfg, fmt, name=config["name"], group=config["group"],
-                          tracking_dir=config.get("tracking_dir"))  # fmt: skip
-    with tracker:
-        pretrain(cfg, fmt, tracking_reporter(tracker, report), validate=make_validate(cfg),
-                 initial_state=state, device=device, progress=False)  # fmt: skip
-
-
-def run_tracker(
-    cfg: Config, fmt: str, *, name: str, group: str | None, tracking_dir: str | None
-) -> Any:
-    """The W&B run of a Ray Train run or Tune trial `name`, on rank 0 only (a no-op elsewhere
-    or without `tracking_dir`).
-
-    Its id is stable per (group, name), so a restarted worker group or a retried trial continues
-    the same W&B run.
-    """
-    if not tracking_dir:
-        return NullTracker()
-    group = group or name
-    info = RunInfo(
-        job_type="pretrain",
-        name=f"{group}-{name}",
-        run_id=safe_run_id(group, name),
-        dir=tracking_dir,
-        dataset=cfg.data.probe.kind,
-        group=group,
-        fmt=fmt,
-    )
-    return start_run(cfg, info, rank=dist.rank())
+    tracking = tracking_for(config["name"], config["group"], config.get("tracking_dir"))
+    run_pretraining(cfg, fmt, config["sink"], tracking=tracking, datasets=Datasets(),
+                    device=device, progress=False)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- driver side
@@ -216,7 +176,7 @@ def _trainer(cfg: Config, fmt: str, run: TrainRun, gpu: bool, storage: str, call
         "name": run.name,
         "group": run.group,
         "tracking_dir": str(wandb_root(run.tracking_dir)) if run.tracking_dir else None,
-        "wrap_report": run.wrap_report,
+        "sink": run.sink,
     }
     return TorchTrainer(
         train_worker,

@@ -10,8 +10,8 @@ The storage layout and what Ctrl-C / `--resume` do are described in `mfclr.tune.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,8 @@ from ray.tune.search.optuna import OptunaSearch
 from mfclr.config import Config
 from mfclr.errors import ConfigError, MfclrError
 from mfclr.train.export import export_encoders
-from mfclr.train.loop import VAL_METRIC, Report
+from mfclr.train.harness import Sink
+from mfclr.train.keys import TIME_ATTR, VAL_METRIC
 from mfclr.train.ray import (
     KEEP_CHECKPOINTS,
     init_ray,
@@ -36,8 +37,8 @@ from mfclr.train.ray import (
 )
 from mfclr.tune.halving import SuccessiveHalving
 from mfclr.tune.spec import SweepSpec
-from mfclr.tune.study import TIME_ATTR, StudyMirror, space_distributions, study_file, study_name
-from mfclr.tune.trial import trial_config, trial_driver  # noqa: F401 (trial_config: re-exported)
+from mfclr.tune.study import StudyMirror, space_distributions, study_file, study_name
+from mfclr.tune.trial import TrialSetup, trial_config, trial_driver  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 DRIVER_MEMORY = 256 * 1024**2  # bytes reserved (for scheduling only) by a trial driver
@@ -80,24 +81,19 @@ def trial_name(trial: Any) -> str:
 
 
 def _trainable(
-    spec: SweepSpec,
-    base: Config,
-    storage: str,
-    tracking_dir: str | None,
-    wrap_report: Callable[[Report], Report] | None = None,
+    spec: SweepSpec, base: Config, storage: str, tracking_dir: str | None, sink: Sink | None = None
 ) -> Any:
+    """The trial driver with its `TrialSetup`; `sink` (the tests' faults) replaces the trials'
+    default sink (`TuneSink` in a one-worker trial, `RayTrainSink` in Ray Train workers)."""
     init_ray()  # train.device auto asks the cluster whether it has GPUs
     gpu = resolve_use_gpu(base, None)
-    driver = tune.with_parameters(
-        trial_driver,
-        base=base.to_dict(),
-        keys=spec.param_keys(),
-        train_storage=f"{storage}/{spec.name}/train",
-        tracking_dir=tracking_dir,
-        group=spec.name,
-        use_gpu=gpu,
-        wrap_report=wrap_report,
-    )
+    setup = TrialSetup(base=base.to_dict(), keys=spec.param_keys(),
+                       train_storage=f"{storage}/{spec.name}/train", tracking_dir=tracking_dir,
+                       group=spec.name, use_gpu=gpu)  # fmt: skip
+    if sink is not None:
+        role = "sink" if base.ray.workers == 1 else "train_sink"
+        setup = dataclasses.replace(setup, **{role: sink})
+    driver = tune.with_parameters(trial_driver, setup=setup)
     if base.ray.workers == 1:
         # The trial is the worker: it holds the worker's CPUs (and GPU), so Tune's own
         # accounting, with max_concurrent_trials, bounds how many train at once.
@@ -144,7 +140,7 @@ def _new_tuner(
     verbose: int,
     tracking_dir: str | None,
     callbacks: list[Any] | None = None,
-    wrap_report: Callable[[Report], Report] | None = None,
+    sink: Sink | None = None,
 ) -> tune.Tuner:
     searcher = OptunaSearch(
         space=_space(spec, fmt),
@@ -174,7 +170,7 @@ def _new_tuner(
             reduction_factor=b.reduction_factor,
         )
     return tune.Tuner(
-        _trainable(spec, base, storage, tracking_dir, wrap_report),
+        _trainable(spec, base, storage, tracking_dir, sink),
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=scheduler,
@@ -229,13 +225,13 @@ def tune_format(
     verbose: int = 1,
     tracking_dir: str | None = None,
     study_dir: str | Path | None = None,
-    wrap_report: Callable[[Report], Report] | None = None,
+    sink: Sink | None = None,
 ) -> tune.ResultGrid:
     """Run (or resume) one format's study; raises SweepInterrupted if it did not finish.
 
     With `tracking_dir`, each trial's rank 0 logs a W&B pretrain run there (group: the sweep).
     With `study_dir`, the study is mirrored to `<study_dir>/study-<fmt>.log` (mfclr.tune.study).
-    `wrap_report` wraps each trial's report callable (the tests' fault injection).
+    `sink` replaces each trial's sink (the tests' faults wrap the default one).
     """
     path = _study_path(spec, fmt, storage)
     mirror = study_mirror(spec, fmt, study_dir) if study_dir is not None else None
@@ -247,13 +243,13 @@ def tune_format(
             mirror.rebuild(tune.ExperimentAnalysis(path))
         tuner = tune.Tuner.restore(
             path,
-            trainable=_trainable(spec, base, storage, tracking_dir, wrap_report),
+            trainable=_trainable(spec, base, storage, tracking_dir, sink),
             resume_unfinished=True,
             resume_errored=True,
         )
     else:
         callbacks = [mirror] if mirror is not None else None
-        tuner = _new_tuner(spec, base, fmt, storage, verbose, tracking_dir, callbacks, wrap_report)
+        tuner = _new_tuner(spec, base, fmt, storage, verbose, tracking_dir, callbacks, sink)
     grid = tuner.fit()
     # After Ctrl-C, fit() returns normally and reports stopped trials as terminated: the saved
     # experiment state (what --resume restores) tells which trials really finished.

@@ -30,12 +30,12 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mfclr.config import (
-    FORMATS,
+    DEFAULT_FORMATS,
     Config,
-    PretrainFormat,
+    check_format,
     load_config,
     parse_set_args,
     read_yaml,
@@ -75,7 +75,14 @@ class ParamSpec(_Strict):
     log: bool = False
     step: float | None = Field(None, gt=0)
     choices: list[Scalar] | None = None
-    formats: list[PretrainFormat] | None = None  # searched only for these (None elsewhere)
+    formats: list[str] | None = None  # searched only for these (None elsewhere)
+
+    @field_validator("formats")
+    @classmethod
+    def _known(cls, formats: list[str] | None) -> list[str] | None:
+        for name in formats or []:
+            check_format(name, cross=True)
+        return formats
 
     @model_validator(mode="after")
     def _coherent(self) -> ParamSpec:
@@ -163,7 +170,7 @@ class SweepSpec(_Strict):
     dataset: dict[str, Any] | None = None
     # `cross` = both encoders trained together (a track's two formats as the positive pair),
     # compared in the final table with the separately trained best encoders.
-    formats: list[PretrainFormat] = Field(list(FORMATS), min_length=1)
+    formats: list[str] = Field(list(DEFAULT_FORMATS), min_length=1)
     budget: Budget
     resources: Resources = Resources()
     search: Search
@@ -171,6 +178,8 @@ class SweepSpec(_Strict):
 
     @model_validator(mode="after")
     def _names(self) -> SweepSpec:
+        for fmt in self.formats:
+            check_format(fmt, cross=True)
         if not _NAME.match(self.name):
             raise ValueError(f"name '{self.name}' may hold only letters, digits, '-' and '_'")
         if len(set(self.formats)) != len(self.formats):

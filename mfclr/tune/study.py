@@ -37,10 +37,9 @@ from optuna.trial import FrozenTrial, TrialState
 from ray import tune
 
 from mfclr.io import atomic_write_bytes, temp_name
-from mfclr.train.loop import VAL_METRIC
+from mfclr.train.keys import TIME_ATTR, VAL_METRIC  # noqa: F401 (TIME_ATTR re-exported)
 
 log = logging.getLogger(__name__)
-TIME_ATTR = "epochs_done"  # reported by the workers: survives Tuner.restore, unlike iterations
 NAME_ATTR = "trial"  # the user attribute holding a trial's Tune name
 
 

@@ -26,12 +26,13 @@ import pyarrow.fs
 import yaml
 
 from mfclr.config import CROSS, Config, absolute_paths, save_config
+from mfclr.data import Datasets
 from mfclr.data.summary import prepare
-from mfclr.encoders.frozen import load_frozen
+from mfclr.formats.frozen import load_frozen
 from mfclr.io import atomic_write_text, is_remote
 from mfclr.report.markdown import best_trials_table, results_table
-from mfclr.report.stage import probe_and_report
-from mfclr.train.loop import VAL_METRIC
+from mfclr.stage import probe_and_report
+from mfclr.train.keys import VAL_METRIC
 from mfclr.train.ray import init_ray
 from mfclr.tune.search import best_trial, check_start, tune_format
 from mfclr.tune.spec import SweepSpec, final_stage_config
@@ -41,8 +42,9 @@ log = logging.getLogger(__name__)
 
 
 def finish_sweep(
-    spec: SweepSpec, base: Config, best: dict[str, dict[str, Any]], out: Path, storage: str
-) -> dict[str, Any]:
+    spec: SweepSpec, base: Config, best: dict[str, dict[str, Any]], out: Path, storage: str,
+    datasets: Datasets | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Fused-probe evaluation of the best encoders under every head of `final_stage_config`;
     results.json + results.md in `out` (the best-trial table is a section of results.md)."""
     base = final_stage_config(spec, base)
@@ -55,7 +57,7 @@ def finish_sweep(
              "embeddings": str(out / "embeddings"), "best": best}  # fmt: skip
     result = probe_and_report(base, separate, out, extra_sets=cross, facts=facts,
                               sections=[best_trials_table(best, VAL_METRIC)],
-                              group=spec.name)  # fmt: skip
+                              group=spec.name, datasets=datasets)  # fmt: skip
     if is_remote(storage):  # the local sweep folder may be a job's ephemeral working dir
         best_files = [f"best/{Path(p).name}" for b in best.values() for p in b["encoders"].values()]
         studies = [Path(b["study"]).name for b in best.values()]
@@ -83,7 +85,8 @@ def run_sweep(
     atomic_write_text(out / "sweep.yaml",
                       yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))  # fmt: skip
     save_config(base, out / "config.yaml")
-    prepare(base)  # decode the dataset once here, not in every worker at once
+    datasets = Datasets()
+    prepare(base, datasets)  # decode the dataset once here, not in every worker at once
     init_ray()
     best = {}
     for fmt in spec.formats:
@@ -92,7 +95,7 @@ def run_sweep(
                            tracking_dir=str(out), study_dir=out)  # fmt: skip
         best[fmt] = {**best_trial(spec, fmt, grid, out), "study": str(study_file(out, fmt))}
     log.info("== fused probe of the best %s encoders", ", ".join(best))
-    return finish_sweep(spec, base, best, out, storage)
+    return finish_sweep(spec, base, best, out, storage, datasets)
 
 
 def print_summary(result: dict[str, Any], file: Any = sys.stdout) -> None:

@@ -1,5 +1,5 @@
-"""A Tune trial (`trial_driver`, the function trainable): with one worker the training loop runs in
-the trial's own process; with two or more it is a Ray Train run (`mfclr.train.ray.launch`).
+"""A Tune trial (`trial_driver`, the function trainable): with one worker the pretraining harness
+runs in the trial's own process; with two or more it is a Ray Train run (`mfclr.train.ray.launch`).
 
 This module holds everything a trial process needs and nothing the sweep's driver alone needs
 (Optuna, the searcher, the scheduler): each trial is a fresh process that imports it, and those
@@ -7,17 +7,16 @@ imports are a share of what a trial costs over a plain run.
 
 A Ray Train run costs a worker group, a placement group and a controller per trial (~25 s on 2
 cores, for a worker that could as well be the trial itself). With `ray.workers == 1` the trial
-calls `mfclr.train.loop.pretrain` directly:
+runs the harness (`mfclr.train.harness.run_pretraining`) directly, with a `TuneSink`:
 
-- `TrialReport` hands Tune (ASHA, Optuna) the epochs that carry the validation metric, each with
-  its checkpoint dict as a Tune checkpoint (`<trial>/checkpoint_*/checkpoint.pt`, the file
+- it resumes from `tune.get_checkpoint()` (a retry after a crash, a `--resume` after Ctrl-C);
+- it hands Tune (ASHA, Optuna) the epochs that carry the validation metric, each with its
+  checkpoint dict as a Tune checkpoint (`<trial>/checkpoint_*/checkpoint.pt`, the file
   `mfclr.train.ray.load_checkpoint` reads). Tune rejects a result without the metric the
   scheduler and searcher read, so epochs without it are not reported, and a trial checkpoints
   every `train.eval_every` epochs (a Ray Train run: every epoch).
-- A retry after a crash (Tune's `FailureConfig`) and a `--resume` after Ctrl-C continue from
-  `tune.get_checkpoint()`, the last reported checkpoint.
 - The frozen encoder(s) go where a Ray Train trial puts them: `<train_storage>/<trial>/encoder.pt`.
-- W&B: the same run (`run_tracker`, id stable per trial) as a Ray Train trial's rank 0.
+- W&B: the same run (id stable per trial) as a Ray Train trial's rank 0.
 
 Two or more workers: the Ray Train run `<train_storage>/<trial>` (checkpoints every epoch,
 restarts its own worker group), rank 0's validation epochs forwarded by `EvalReportCallback`.
@@ -25,9 +24,10 @@ restarts its own worker group), rank 0's validation epochs forwarded by `EvalRep
 
 from __future__ import annotations
 
+import copy
 import logging
 import tempfile
-from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,20 +39,21 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from mfclr import checkpoint as ckpt
 from mfclr.config import Config, build_config
+from mfclr.data import Datasets
 from mfclr.errors import CheckpointError
 from mfclr.io import is_remote
-from mfclr.probe.validate import make_validate
-from mfclr.tracking import tracking_reporter
 from mfclr.train.export import export_encoders
-from mfclr.train.loop import VAL_METRIC, Report, epoch_line, pretrain
+from mfclr.train.harness import Sink, run_pretraining
+from mfclr.train.keys import VAL_METRIC
 from mfclr.train.ray import (
     CHECKPOINT_FILE,
+    RayTrainSink,
     TrainRun,
     export_encoder,
     finished_result,
     launch,
     load_checkpoint,
-    run_tracker,
+    tracking_for,
 )
 
 log = logging.getLogger(__name__)
@@ -64,29 +65,36 @@ def trial_config(base: Config, params: dict[str, Any], keys: dict[str, str]) -> 
     return base.with_overrides(over) if over else base
 
 
-class TrialReport:
-    """The loop's `report(metrics, state)` inside a one-worker Tune trial.
+class TuneSink(Sink):
+    """A one-worker Tune trial's sink: resume from the trial's last Tune checkpoint; report the
+    epochs that carry the validation metric to Tune, each with its checkpoint."""
 
-    Metrics gain `workers` (1) and `resumed_from_epoch`, as a Ray Train worker's do. `state`
-    keeps the last checkpoint dict (every epoch's, reported or not) for the export.
-    """
+    def restore(self) -> dict[str, Any] | None:
+        checkpoint = tune.get_checkpoint()
+        return load_checkpoint(checkpoint) if checkpoint is not None else None
 
-    def __init__(self, fmt: str, epochs: int, resumed_from: int = 0) -> None:
-        self.fmt, self.epochs, self.resumed_from = fmt, epochs, resumed_from
-        self.state: dict[str, Any] | None = None
-
-    def metrics(self, metrics: dict[str, Any]) -> dict[str, Any]:
-        return {**metrics, "workers": 1, "resumed_from_epoch": self.resumed_from}
-
-    def __call__(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
-        metrics = self.metrics(metrics)
-        self.state = state
-        log.info("%s", epoch_line(self.fmt, self.epochs, metrics))
+    def keep(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
         if VAL_METRIC not in metrics or state is None:
             return
         with tempfile.TemporaryDirectory(prefix="mfclr-ckpt-") as tmp:
             ckpt.atomic_save(state, Path(tmp) / CHECKPOINT_FILE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+@dataclass(frozen=True)
+class TrialSetup:
+    """What every trial of a study shares: the base config (a dict, as Tune pickles it), the
+    search keys (parameter -> dotted config key), where trials store their runs and log, and
+    the sinks (the tests' faults wrap them)."""
+
+    base: dict[str, Any]
+    keys: dict[str, str]
+    train_storage: str
+    tracking_dir: str | None = None
+    group: str | None = None
+    use_gpu: bool = False
+    sink: Sink = field(default_factory=lambda: TuneSink())
+    train_sink: Sink = field(default_factory=lambda: RayTrainSink())
 
 
 def _trial_folder(train_storage: str, name: str) -> tuple[pyarrow.fs.FileSystem | None, str]:
@@ -105,40 +113,22 @@ def _export(state: dict[str, Any], fs: pyarrow.fs.FileSystem | None, folder: str
     return ", ".join(export_encoders(state, folder, filesystem=fs).values())
 
 
-def run_trial(
-    cfg: Config,
-    fmt: str,
-    *,
-    name: str,
-    train_storage: str,
-    use_gpu: bool,
-    tracking_dir: str | None = None,
-    group: str | None = None,
-    wrap_report: Callable[[Report], Report] | None = None,
-) -> str:
-    """Pretrain `fmt` in this Tune trial, resuming from its last Tune checkpoint; export the
-    frozen encoder(s) to `<train_storage>/<name>/`. Returns the exported path(s), ', '-joined.
-    `wrap_report` wraps the loop's report callable (the tests' fault injection)."""
-    fs, folder = _trial_folder(train_storage, name)
-    checkpoint = tune.get_checkpoint()
-    state = load_checkpoint(checkpoint, fmt) if checkpoint is not None else None
-    start = int(state["epoch"]) if state is not None else 0
-    reporter = TrialReport(fmt, cfg.train.epochs, start)
-    if state is not None and start >= cfg.train.epochs:
-        # Finished before an interruption reached Tune: report its final metrics once more.
-        tune.report(reporter.metrics(state["history"][-1]))
-        return _export(state, fs, folder)
-    if start:
-        log.info("%s: trial %s resumes after epoch %d", fmt, name, start)
-    report: Report = reporter if wrap_report is None else wrap_report(reporter)
-    tracker = run_tracker(cfg, fmt, name=name, group=group, tracking_dir=tracking_dir)
-    device = torch.device("cuda" if use_gpu else "cpu")
-    with tracker:
-        pretrain(cfg, fmt, tracking_reporter(tracker, report), validate=make_validate(cfg),
-                 initial_state=state, device=device, progress=False)  # fmt: skip
-    if reporter.state is None:
+def run_trial(cfg: Config, fmt: str, name: str, setup: TrialSetup) -> str:
+    """Pretrain `fmt` in this Tune trial (the harness with `setup.sink`, resuming from the last
+    Tune checkpoint); export the frozen encoder(s) to `<train_storage>/<name>/`. Returns the
+    exported path(s), ', '-joined."""
+    fs, folder = _trial_folder(setup.train_storage, name)
+    sink = copy.deepcopy(setup.sink)  # a reused trial process must not see the last one's state
+    state = run_pretraining(cfg, fmt, sink, tracking=tracking_for(name, setup.group,
+                            setup.tracking_dir), datasets=Datasets(progress=False),
+                            device=torch.device("cuda" if setup.use_gpu else "cpu"),
+                            progress=False)  # fmt: skip
+    if state is None:
         raise CheckpointError(f"trial '{name}' trained no epoch; nothing to export")
-    return _export(reporter.state, fs, folder)
+    if sink.state is None:
+        # Finished before an interruption reached Tune: report its final metrics once more.
+        tune.report({**state["history"][-1], "workers": 1, "resumed_from_epoch": state["epoch"]})
+    return _export(state, fs, folder)
 
 
 class EvalReportCallback(TuneReportCallback):
@@ -152,31 +142,21 @@ class EvalReportCallback(TuneReportCallback):
             super().after_report(run_context, metrics, checkpoint)
 
 
-def trial_driver(
-    config: dict[str, Any],
-    *,
-    base: dict[str, Any],
-    keys: dict[str, str],
-    train_storage: str,
-    tracking_dir: str | None = None,
-    group: str | None = None,
-    use_gpu: bool = False,
-    wrap_report: Callable[[Report], Report] | None = None,
-) -> None:
-    """One Tune trial: with one worker, the training loop in this process (`run_trial`);
-    with more, a Ray Train run named after the trial (resumed if it exists)."""
+def trial_driver(config: dict[str, Any], *, setup: TrialSetup) -> None:
+    """One Tune trial: with one worker, the harness in this process (`run_trial`); with more,
+    a Ray Train run named after the trial (resumed if it exists)."""
     fmt = config["format"]
-    cfg = trial_config(build_config(base).for_format(fmt), config, keys)
+    cfg = trial_config(build_config(setup.base).for_format(fmt), config, setup.keys)
     name = tune.get_context().get_trial_name()
     if cfg.ray.workers == 1:
-        run_trial(cfg, fmt, name=name, train_storage=train_storage, use_gpu=use_gpu,
-                  tracking_dir=tracking_dir, group=group, wrap_report=wrap_report)  # fmt: skip
+        run_trial(cfg, fmt, name, setup)
         return
-    done = finished_result(train_storage, name, cfg.train.epochs)
+    done = finished_result(setup.train_storage, name, cfg.train.epochs)
     if done is not None and done.checkpoint is not None:
         # Finished before an interruption reached Tune: report its final metrics once more.
         tune.report({**done.metrics, "checkpoint_path": done.checkpoint.path})
         return
-    run = TrainRun(storage_path=train_storage, name=name, use_gpu=use_gpu,
-                   tracking_dir=tracking_dir, group=group, wrap_report=wrap_report)  # fmt: skip
+    run = TrainRun(storage_path=setup.train_storage, name=name, use_gpu=setup.use_gpu,
+                   tracking_dir=setup.tracking_dir, group=setup.group,
+                   sink=setup.train_sink)  # fmt: skip
     export_encoder(launch(cfg, fmt, run, callbacks=[EvalReportCallback()]), fmt)

@@ -9,11 +9,11 @@ import pytest
 import scipy.signal
 import torch
 
-from mfclr.augment import AudioChain, RandomFilter, build_augment
+from mfclr.augment import AudioChain, RandomFilter
 from mfclr.augment.filters import BANDPASS, HIGHPASS, LOWPASS
 from mfclr.config import AudioAugConfig, Config, FilterAug, GainAug, NoiseAug, PitchAug
-from mfclr.encoders.frontends import build_frontend
 from mfclr.errors import ConfigError
+from mfclr.formats import build_augment, build_frontend
 
 SR = 16000
 

@@ -8,9 +8,10 @@ import random
 import numpy as np
 import torch
 
-from mfclr.augment import AudioChain, build_augment
+from mfclr.augment import AudioChain
 from mfclr.augment.reference import AudiomentationsChain, benchmark_augment
 from mfclr.config import AudioAugConfig, Config, FilterAug, GainAug, NoiseAug, PitchAug
+from mfclr.formats import build_augment
 
 SR = 16000
 

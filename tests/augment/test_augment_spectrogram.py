@@ -7,9 +7,10 @@ import math
 import pytest
 import torch
 
-from mfclr.augment import RandomMask, SpectrogramChain, build_augment
+from mfclr.augment import RandomMask, SpectrogramChain
 from mfclr.config import Config, MaskAug, MelConfig, NoiseAug, SpectrogramAugConfig
-from mfclr.encoders.frontends import MelFrontend, build_frontend
+from mfclr.encoders.frontends import MelFrontend
+from mfclr.formats import build_augment, build_frontend
 
 SR = 16000
 MEL = MelConfig(n_fft=512, hop_length=256, n_mels=40)
@@ -30,7 +31,7 @@ def spec_cfg(noise: float = 0.0, freq: float = 0.0, time: float = 0.0) -> Spectr
 
 def test_frontend_shape_range_and_determinism() -> None:
     x = waves(3)
-    front = MelFrontend(MEL, SR)
+    front = MelFrontend.from_config(MEL, SR)
     y = front(x)
     assert y.shape == (3, 1, 40, x.shape[1] // 256 + 1) and y.dtype == torch.float32
     assert torch.equal(y, front(x))
@@ -41,19 +42,19 @@ def test_frontend_shape_range_and_determinism() -> None:
 def test_frontend_clamps_per_clip_and_ignores_level() -> None:
     # A quiet clip next to a loud one: same picture, not pushed to the floor by the loud one.
     x = waves(1)
-    y = MelFrontend(MEL, SR)(torch.cat([x, 1e-4 * x]))
+    y = MelFrontend.from_config(MEL, SR)(torch.cat([x, 1e-4 * x]))
     assert torch.allclose(y[0], y[1], atol=1e-4)
     assert (y[1] > 0).float().mean() > 0.9
 
 
 def test_frontend_silence_is_finite() -> None:
-    y = MelFrontend(MEL, SR)(torch.zeros(2, 8000))
+    y = MelFrontend.from_config(MEL, SR)(torch.zeros(2, 8000))
     assert torch.isfinite(y).all()
 
 
 def test_frontend_chunks_on_cpu_like_one_batch() -> None:
     x = waves(11, seconds=0.2)
-    front = MelFrontend(MEL, SR)
+    front = MelFrontend.from_config(MEL, SR)
     whole = torch.cat([front(c[None]) for c in x])
     assert torch.allclose(front(x), whole, atol=1e-5)
 
@@ -100,7 +101,7 @@ def test_chain_shape_determinism_and_masks() -> None:
     a = chain(x, generator=torch.Generator().manual_seed(3))
     b = chain(x, generator=torch.Generator().manual_seed(3))
     c = chain(x, generator=torch.Generator().manual_seed(4))
-    assert a.shape == MelFrontend(MEL, SR)(x).shape and a.dtype == torch.float32
+    assert a.shape == MelFrontend.from_config(MEL, SR)(x).shape and a.dtype == torch.float32
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert torch.equal(x, waves(4))
     silent = chain(torch.zeros(2, 8000), generator=torch.Generator().manual_seed(0))
@@ -111,14 +112,14 @@ def test_chain_all_off_equals_frontend() -> None:
     x = waves(3)
     chain = SpectrogramChain(spec_cfg(), MEL, SR)
     assert torch.equal(
-        chain(x, generator=torch.Generator().manual_seed(0)), MelFrontend(MEL, SR)(x)
+        chain(x, generator=torch.Generator().manual_seed(0)), MelFrontend.from_config(MEL, SR)(x)
     )
 
 
 def test_noise_mix_fills_the_quiet_bins() -> None:
     t = torch.arange(8000) / SR
     x = (0.5 * torch.sin(2 * math.pi * 1000 * t))[None].repeat(4, 1)
-    clean = MelFrontend(MEL, SR)(x)
+    clean = MelFrontend.from_config(MEL, SR)(x)
     noisy = SpectrogramChain(spec_cfg(noise=1.0), MEL, SR)(x, generator=torch.Generator())
     assert (noisy.mean(dim=(1, 2, 3)) > clean.mean(dim=(1, 2, 3)) + 0.05).all()
 
@@ -146,5 +147,5 @@ def test_chain_follows_the_input_to_cuda() -> None:
     x = waves(3).cuda()
     y = chain(x, generator=torch.Generator(device="cuda").manual_seed(0))
     assert y.device == x.device and torch.isfinite(y).all()
-    cpu = MelFrontend(MEL, SR)(x.cpu())
-    assert torch.allclose(MelFrontend(MEL, SR)(x).cpu(), cpu, atol=1e-3)
+    cpu = MelFrontend.from_config(MEL, SR)(x.cpu())
+    assert torch.allclose(MelFrontend.from_config(MEL, SR)(x).cpu(), cpu, atol=1e-3)

@@ -13,7 +13,8 @@ from data_fixtures import SR, data_config, make_labelled, tone, write_tone
 
 import mfclr.data.cache as cache
 from mfclr.config import DatasetSpec, EmbeddedData
-from mfclr.data.cache import load_dataset, prepare_dataset
+from mfclr.data import load_dataset
+from mfclr.data.cache import prepare_dataset
 from mfclr.errors import AudioError, DataError, MfclrError
 
 
@@ -197,7 +198,6 @@ def test_stale_temp_folders_of_a_killed_build_are_removed(tmp_path):
     old = os.path.getmtime(dead) - STALE_AFTER_S - 60
     for path in (dead, dead / "train.i16"):
         os.utime(path, (old, old))
-    cache._cleaned.discard(cache_dir.resolve())
     prepare_dataset(spec, data_config(cache_dir, spec), progress=False)
     assert not dead.exists() and not dead_here.exists() and live.exists()
 

@@ -8,19 +8,16 @@ import pytest
 import torch
 from torch import nn
 
-from mfclr.config import ModelConfig, ResNetConfig, SampleCNNConfig
-from mfclr.encoders import (
-    ResNetEncoder,
-    SampleCNN,
-    build_encoder,
-    encoder_from_spec,
-    encoder_spec,
-)
+from mfclr.config import Config, ModelConfig, ResNetConfig, SampleCNNConfig
+from mfclr.encoders import ResNetEncoder, SampleCNN, encoder_from_spec
 from mfclr.errors import CheckpointError, ConfigError
+from mfclr.formats import build_encoder, encoder_spec
 
 SMALL = [8] * 9 + [16]
-SMALL_MODEL = ModelConfig(
-    samplecnn=SampleCNNConfig(channels=SMALL), resnet=ResNetConfig(blocks=[1, 1, 1, 1])
+SMALL_MODEL = Config(
+    model=ModelConfig(
+        samplecnn=SampleCNNConfig(channels=SMALL), resnet=ResNetConfig(blocks=[1, 1, 1, 1])
+    )
 )
 
 
@@ -88,7 +85,7 @@ def test_samplecnn_every_parameter_gets_a_gradient() -> None:
 
 def test_samplecnn_default_widths_clmr_shape() -> None:
     torch.manual_seed(0)
-    model = build_encoder("audio", ModelConfig())
+    model = build_encoder("audio", Config())
     assert isinstance(model, SampleCNN) and model.num_features == 512
     out = model(torch.randn(2, 59_049))
     out.sum().backward()
@@ -124,7 +121,7 @@ def test_resnet_small_shape_and_gradients() -> None:
 
 def test_resnet18_shape_and_3d_input() -> None:
     torch.manual_seed(0)
-    model = build_encoder("spectrogram", ModelConfig()).eval()
+    model = build_encoder("spectrogram", Config()).eval()
     assert isinstance(model, ResNetEncoder) and model.blocks == [2, 2, 2, 2]
     mel = torch.randn(2, 64, 48)
     with torch.no_grad():
@@ -170,4 +167,4 @@ def test_bad_specs_and_formats_are_errors() -> None:
     with pytest.raises(CheckpointError, match="invalid"):
         encoder_from_spec({"arch": "resnet", "kwargs": {"blocks": [1, 1]}})
     with pytest.raises(ConfigError, match="unknown input format 'video'"):
-        build_encoder("video", ModelConfig())
+        build_encoder("video", Config())

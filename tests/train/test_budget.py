@@ -9,6 +9,7 @@ import pytest
 from torch.utils.data import DistributedSampler
 
 from mfclr.config import load_config
+from mfclr.data import Datasets
 from mfclr.train.budget import epochs_for, resolve_epochs, steps_per_epoch
 from mfclr.train.local import pretrain_local
 from mfclr.train.loop import load_batches
@@ -41,7 +42,7 @@ def test_the_fewest_whole_epochs_that_hold_the_steps() -> None:
 
 def test_the_loop_and_the_budget_agree_on_steps_per_epoch(cache: Path) -> None:
     cfg = tiny_config(cache)
-    batches = load_batches(cfg)
+    batches = load_batches(cfg, Datasets())
     assert batches.steps == steps_per_epoch(len(batches.dataset), cfg.train.batch_size)
 
 
@@ -49,7 +50,7 @@ def test_a_step_budget_trains_at_least_that_many_steps_in_whole_epochs(
     cache: Path, tmp_path: Path
 ) -> None:
     cfg = tiny_config(cache, "train.steps=10", "train.eval_every=0")
-    per_epoch = load_batches(cfg).steps
+    per_epoch = load_batches(cfg, Datasets()).steps
     resolved = resolve_epochs(cfg)
     assert resolved.train.epochs == -(-10 // per_epoch) and resolve_epochs(resolved) == resolved
     pretrain_local(cfg, "spectrogram", tmp_path, progress=False)

@@ -16,8 +16,8 @@ import torch
 from wandb_files import settled_steps
 
 from mfclr import checkpoint as ckpt
-from mfclr.encoders.frozen import load_frozen
 from mfclr.errors import CheckpointError, ConfigError
+from mfclr.formats.frozen import load_frozen
 from mfclr.io import STALE_AFTER_S
 from mfclr.probe.validate import knn_accuracy
 from mfclr.train.local import pretrain_local, resume_changes

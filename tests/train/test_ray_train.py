@@ -17,10 +17,11 @@ import torch  # noqa: E402
 
 from mfclr import checkpoint as ckpt  # noqa: E402
 from mfclr.config import Config, load_config  # noqa: E402
-from mfclr.encoders.frozen import load_frozen  # noqa: E402
 from mfclr.errors import DataError  # noqa: E402
+from mfclr.formats.frozen import load_frozen  # noqa: E402
 from mfclr.train.ray import (  # noqa: E402
     CHECKPOINT_FILE,
+    RayTrainSink,
     TrainRun,
     export_encoder,
     launch,
@@ -53,8 +54,8 @@ def _cfg(tmp: Path, **over: object) -> Config:
 
 def test_killed_worker_resumes_from_last_checkpoint(ray_runtime: None, tmp_path: Path) -> None:
     marker = tmp_path / "fault-fired"
-    kill = faults.KillAfterEpoch(epoch=2, rank=1, marker=str(marker))
-    run = TrainRun(str(tmp_path / "runs"), "audio_fault", use_gpu=False, wrap_report=kill)
+    kill = faults.KillAfterEpoch(RayTrainSink(), epoch=2, rank=1, marker=str(marker))
+    run = TrainRun(str(tmp_path / "runs"), "audio_fault", use_gpu=False, sink=kill)
     result = launch(_cfg(tmp_path), "audio", run)
     assert marker.exists(), "the fault hook never fired"
     assert result.error is None
@@ -79,10 +80,10 @@ def test_killed_worker_resumes_from_last_checkpoint(ray_runtime: None, tmp_path:
     assert frozen.encoder(frozen.frontend(x)).shape == (2, frozen.encoder.num_features)
 
     # Fitting the same (storage, name) again finds the finished run and starts no workers: a
-    # report wrapper that would touch a file on the first epoch never runs.
+    # sink that would touch a file on the first epoch never runs.
     untouched = tmp_path / "trained-again"
     rerun = TrainRun(str(tmp_path / "runs"), "audio_fault", use_gpu=False,
-                     wrap_report=faults.TouchOnReport(str(untouched)))  # fmt: skip
+                     sink=faults.TouchOnReport(RayTrainSink(), str(untouched)))  # fmt: skip
     again = launch(_cfg(tmp_path), "audio", rerun)
     assert not untouched.exists()
     assert again.checkpoint.path == result.checkpoint.path

@@ -139,6 +139,7 @@ def test_smoke_sweep_as_a_ray_job_on_two_nodes(cluster: str, tmp_path: Path) -> 
         "probe.heads=[linear]",
         "search.space.probe_head.choices=[linear]",  # else the final stage compares mlp too
         "probe.random_init_control=false",
+        "probe.mfcc_baseline=false",
         f"data.cache_dir={cache}",
     ]
     entry = [

@@ -17,7 +17,7 @@ pytest.importorskip("ray")
 
 from optuna.trial import TrialState  # noqa: E402
 
-from mfclr.train.loop import VAL_METRIC  # noqa: E402
+from mfclr.train.keys import VAL_METRIC  # noqa: E402
 from mfclr.tune.search import define_space, study_mirror  # noqa: E402
 from mfclr.tune.spec import load_sweep  # noqa: E402
 from mfclr.tune.study import (  # noqa: E402

@@ -1,5 +1,6 @@
 """The probe-and-report stage that `mfclr probe`, `mfclr run` and a sweep's final stage share:
-probe the frozen encoders, write results.json/md, log the rows to W&B."""
+probe the frozen encoders, write results.json/md, log the rows to W&B. Orchestration, so it
+lives beside run.py: probe/ computes, report/ renders, tracking/ logs."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from typing import Any
 import torch
 
 from mfclr.config import Config
+from mfclr.data import Datasets
 from mfclr.distributed import resolve_device
-from mfclr.encoders.frozen import FrozenEncoder
+from mfclr.formats.frozen import FrozenEncoder
 from mfclr.io import git_sha
 from mfclr.probe.variants import evaluate
 from mfclr.report.results import write_results
@@ -28,6 +30,7 @@ def probe_and_report(
     sections: Sequence[str] = (),
     group: str | None = None,
     device: torch.device | None = None,
+    datasets: Datasets | None = None,
 ) -> dict[str, Any]:
     """Probe the frozen encoders (see `mfclr.probe.variants.evaluate`), write results.json and
     results.md in `out`, and with a `group` log one W&B probe run per row.
@@ -37,7 +40,7 @@ def probe_and_report(
     """
     out = Path(out)
     device = device or resolve_device(cfg.train.device)
-    table = evaluate(cfg, encoders, out, device=device, extra=extra_sets)
+    table = evaluate(cfg, encoders, out, device=device, extra=extra_sets, datasets=datasets)
     all_facts = {**table.facts, "git_sha": git_sha(), **(facts or {})}
     json_path, md_path = write_results(out, table.rows, all_facts, sections)
     if group is not None:
