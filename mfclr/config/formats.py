@@ -138,8 +138,11 @@ def _under(key: str, prefixes: tuple[str, ...]) -> bool:
 
 def training_keys(config: dict[str, Any], parts: list[str]) -> dict[str, Any]:
     """The flat config keys that decide the weights of a pretraining of `parts` (its formats):
-    everything but NOT_TRAINING and the sections of the formats it does not train."""
+    everything but NOT_TRAINING, the sections of the formats it does not train, and the cross
+    pair when it trains one format."""
     others = tuple(s for n, e in _NAMES.items() if n not in parts for s in e.sections)
+    if len(parts) == 1:
+        others += ("train.cross_pair",)
     return {
         k: v
         for k, v in flatten(config).items()
