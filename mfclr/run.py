@@ -17,6 +17,7 @@ from mfclr.data import Datasets
 from mfclr.data.summary import prepare
 from mfclr.formats.frozen import FrozenEncoder, load_frozen
 from mfclr.io import atomic_write_json, clean_stale_temps, git_sha
+from mfclr.locks import folder_lock
 from mfclr.probe.variants import aggregate_seeds
 from mfclr.report.results import write_results
 from mfclr.stage import probe_and_report
@@ -40,9 +41,15 @@ def run_seeds(
     """`run_all` once per pretraining seed (train.seed, +1, ...) in OUT/seed-<s>/, then one
     table of means ± std over seeds in OUT/results.json|md. One seed is plain `run_all`."""
     flags = {"fresh": fresh, "progress": progress, "override_resume": override_resume}
-    if seeds == 1:
-        return run_all(cfg, out, formats, **flags)
-    out = Path(out)
+    with folder_lock(out):
+        if seeds == 1:
+            return run_all(cfg, out, formats, **flags)
+        return _run_seeds(cfg, Path(out), formats, seeds, flags)
+
+
+def _run_seeds(
+    cfg: Config, out: Path, formats: list[str], seeds: int, flags: dict[str, bool]
+) -> dict[str, Any]:
     runs = []
     for i in range(seeds):
         seed = cfg.train.seed + i
@@ -103,11 +110,19 @@ def run_all(
     """Pretrain each format (resuming unless fresh; see pretrain_local for `override_resume`),
     evaluate every variant, write results."""
     out = Path(out)
+    with folder_lock(out):
+        return _run_all(cfg, out, formats, fresh=fresh, progress=progress,
+                        override_resume=override_resume)  # fmt: skip
+
+
+def _run_all(
+    cfg: Config, out: Path, formats: list[str], *, fresh: bool, progress: bool,
+    override_resume: bool,
+) -> dict[str, Any]:  # fmt: skip
     jobs = _jobs(cfg, formats)
     if not fresh:  # a refused resume must leave the run folder as it was
         for _, job_cfg, fmt, label in jobs:
             check_resume(job_cfg, fmt, out / "pretrain" / label, override=override_resume)
-    out.mkdir(parents=True, exist_ok=True)
     for folder in (out, out / "embeddings"):  # what a kill mid-write left behind
         clean_stale_temps(folder)
     save_config(cfg, out / "config.yaml")

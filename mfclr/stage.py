@@ -14,7 +14,8 @@ from mfclr.config import Config
 from mfclr.data import Datasets
 from mfclr.distributed import resolve_device
 from mfclr.formats.frozen import FrozenEncoder
-from mfclr.io import git_sha
+from mfclr.io import clean_stale_temps, git_sha
+from mfclr.locks import folder_lock
 from mfclr.probe.variants import evaluate
 from mfclr.report.results import write_results
 from mfclr.tracking import log_probe_rows
@@ -40,11 +41,14 @@ def probe_and_report(
     """
     out = Path(out)
     device = device or resolve_device(cfg.train.device)
-    table = evaluate(cfg, encoders, out, device=device, extra=extra_sets, datasets=datasets)
-    all_facts = {**table.facts, "git_sha": git_sha(), **(facts or {})}
-    json_path, md_path = write_results(out, table.rows, all_facts, sections)
-    if group is not None:
-        log_probe_rows(cfg, table.rows, dir=out, group=group, dataset=all_facts["dataset"],
-                       label_names=all_facts["label_names"],
-                       git_sha=all_facts["git_sha"])  # fmt: skip
+    with folder_lock(out):
+        for folder in (out, out / "embeddings"):  # what a kill mid-write left behind
+            clean_stale_temps(folder)
+        table = evaluate(cfg, encoders, out, device=device, extra=extra_sets, datasets=datasets)
+        all_facts = {**table.facts, "git_sha": git_sha(), **(facts or {})}
+        json_path, md_path = write_results(out, table.rows, all_facts, sections)
+        if group is not None:
+            log_probe_rows(cfg, table.rows, dir=out, group=group, dataset=all_facts["dataset"],
+                           label_names=all_facts["label_names"],
+                           git_sha=all_facts["git_sha"])  # fmt: skip
     return {"rows": table.rows, "results_json": json_path, "results_md": md_path, **all_facts}

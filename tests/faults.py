@@ -17,30 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mfclr import distributed as dist
-
-
-class SinkWrapper:
-    """A sink that delegates to `inner` and then runs `after(metrics)`."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-
-    @property
-    def state(self) -> dict[str, Any] | None:
-        return self.inner.state
-
-    def bind(self, fmt: str, epochs: int, resumed_from: int) -> None:
-        self.inner.bind(fmt, epochs, resumed_from)
-
-    def restore(self) -> dict[str, Any] | None:
-        return self.inner.restore()
-
-    def __call__(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
-        self.inner(metrics, state)
-        self.after(metrics)
-
-    def after(self, metrics: dict[str, Any]) -> None:
-        raise NotImplementedError
+from mfclr.train.harness import SinkWrapper
 
 
 class KillAfterEpoch(SinkWrapper):

@@ -154,3 +154,26 @@ def test_a_broken_copy_is_rejected(breakage: Any, needle: str, tmp_path: Path) -
     with pytest.raises(Exception) as err:  # jsonschema.ValidationError or ValueError
         _check(yaml.safe_load(path.read_text()))
     assert needle in str(err.value)
+
+
+def test_the_aws_cluster_is_hardened() -> None:
+    """Launches only the cluster's instance types with its tag, IMDSv2 on every node, deletes
+    only under the project's prefix, and the Ray token readable by its owner only."""
+    cfg = _load()
+    for node in cfg["available_node_types"].values():
+        assert node["node_config"]["MetadataOptions"]["HttpTokens"] == "required"
+    types = sorted(n["node_config"]["InstanceType"] for n in cfg["available_node_types"].values())
+    head = json.loads((AWS / "ray-head-policy.json").read_text())
+    for st in head["Statement"]:
+        if st["Action"] == "ec2:RunInstances" and str(st["Resource"]).endswith("instance/*"):
+            cond = st["Condition"]["StringEquals"]
+            assert sorted(cond["ec2:InstanceType"]) == types
+            assert cond["aws:RequestTag/ray-cluster-name"] == cfg["cluster_name"]
+            assert cond["ec2:MetadataHttpTokens"] == "required"
+        elif st["Action"] == "ec2:RunInstances":
+            assert "*" not in st["Resource"]
+    for name in ("ray-head-policy.json", "ray-worker-policy.json"):
+        for st in json.loads((AWS / name).read_text())["Statement"]:
+            if "s3:DeleteObject" in st["Action"]:
+                assert st["Resource"] == "arn:aws:s3:::YOUR-BUCKET/mfclr/*"
+    assert cfg["setup_commands"][0] == "chmod 600 /home/ray/.ray/auth_token"

@@ -4,11 +4,10 @@ line and exit 2."""
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import threading
 
-from mfclr.cli.commands import COMMANDS
+from mfclr import signals
+from mfclr.cli.commands import COMMANDS, interrupted_message
 from mfclr.cli.parser import build_parser
 from mfclr.errors import MfclrError
 from mfclr.progress import set_quiet
@@ -19,9 +18,8 @@ __all__ = ["build_parser", "main"]
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # A process started in the background by a non-interactive shell (or by a supervisor) can
-    # inherit SIGINT ignored; Ctrl-C / `ray job stop` with SIGINT must still stop at a checkpoint.
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    # inherit SIGINT ignored; Ctrl-C, SIGTERM and `ray job stop` must still stop at a checkpoint.
+    signals.install()
     set_quiet(args.quiet)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
@@ -42,10 +40,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     except KeyboardInterrupt:
-        print(
-            "mfclr: interrupted; checkpoints written so far are intact; "
-            "run the same command again to resume",
-            file=sys.stderr,
-        )
+        print(f"mfclr: {interrupted_message(args)}", file=sys.stderr)
         return 130
     return 0

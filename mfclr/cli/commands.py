@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 import yaml
 
+from mfclr import signals
 from mfclr.config import DATASET_KINDS, SPLITS, Config, load_config
 from mfclr.errors import ConfigError
-from mfclr.io import check_writable_dir, clean_stale_temps
+from mfclr.io import check_writable_dir
+from mfclr.locks import folder_lock
 from mfclr.report.markdown import results_table
 
 
@@ -69,16 +70,17 @@ def _cmd_pretrain(args: argparse.Namespace) -> None:
         ray_over["ray.max_failures"] = args.max_failures
     cfg = _config(args, ray_over)
     out = check_writable_dir(args.out, "--out").resolve()
-    if args.storage and "://" not in args.storage:
-        check_writable_dir(Path(args.storage), "--storage")
-    from mfclr.train.ray import TrainRun, export_encoder, launch
+    from mfclr.train.ray import TrainRun, check_storage, export_encoder, launch
 
+    if args.storage:
+        check_storage(args.storage, "--storage")
     run = TrainRun(storage_path=args.storage or str(out.parent), name=out.name,
                    use_gpu=True if args.use_gpu else None, tracking_dir=str(out),
                    group=out.name)  # fmt: skip
-    result = launch(cfg, args.format, run)
-    print(f"run: {result.path}  ({result.metrics.get('epochs_done')} epochs)")
-    print(f"encoder: {export_encoder(result, args.format)}")
+    with folder_lock(out):
+        result = launch(cfg, args.format, run)
+        print(f"run: {result.path}  ({result.metrics.get('epochs_done')} epochs)")
+        print(f"encoder: {export_encoder(result, args.format)}")
 
 
 def _cmd_sweep(args: argparse.Namespace) -> None:
@@ -92,15 +94,14 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
         )
         return
     # Before Ray starts: a local storage root below a file fails deep inside pyarrow otherwise.
-    out = check_writable_dir(args.out / spec.name, "--out")
+    check_writable_dir(args.out / spec.name, "--out")
     storage = args.storage or spec.storage
-    if storage and "://" not in storage:
-        what = "--storage" if args.storage else f"the storage: of '{args.file}'"
-        check_writable_dir(Path(storage), what)
-    for folder in (out, out / "best"):
-        clean_stale_temps(folder)
+    from mfclr.train.ray import check_storage
     from mfclr.tune.search import SweepInterrupted
     from mfclr.tune.sweep import print_summary, run_sweep
+
+    if storage:
+        check_storage(storage, "--storage" if args.storage else f"the storage: of '{args.file}'")
 
     try:
         result = run_sweep(
@@ -109,13 +110,11 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
             args.out,
             storage=args.storage,
             resume=args.resume,
+            override_resume=args.override_resume,
             verbose=0 if args.quiet else 1,
         )
-    except (SweepInterrupted, KeyboardInterrupt) as err:
-        print(
-            f"mfclr: {err or 'sweep interrupted'}; continue with: mfclr sweep {args.file} --resume",
-            file=sys.stderr,
-        )
+    except SweepInterrupted as err:
+        print(f"mfclr: {err}; continue with: mfclr sweep {args.file} --resume", file=sys.stderr)
         sys.exit(130)
     print_summary(result)
 
@@ -131,8 +130,6 @@ def _cmd_probe(args: argparse.Namespace) -> None:
         extra["probe.heads"] = args.head
     cfg = _config(args, extra)
     check_writable_dir(args.out, "--out")
-    for folder in (args.out, args.out / "embeddings"):
-        clean_stale_temps(folder)
     encoders = {}
     for fmt, path in args.encoder:
         frozen = load_frozen(path, fmt)
@@ -195,6 +192,18 @@ def _cmd_config(args: argparse.Namespace) -> None:
     width = max(map(len, DATASET_KINDS))
     for kind, what in DATASET_KINDS.items():
         print(f"#   {kind:<{width}}  {what}")
+
+
+def interrupted_message(args: argparse.Namespace) -> str:
+    """The one line a stopped command ends with: what is kept and how to go on."""
+    how = f"interrupted by {signals.received()}"
+    out = getattr(args, "out", None)
+    if args.command in ("run", "pretrain"):
+        return (f"{how}; every finished epoch's checkpoint is kept under '{out}'; run the same "
+                "command again to resume")  # fmt: skip
+    if args.command == "sweep":
+        return f"{how}; continue with: mfclr sweep {args.file} --resume"
+    return f"{how}; nothing half-written was kept (files are written whole); run it again"
 
 
 COMMANDS = {

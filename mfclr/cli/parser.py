@@ -105,6 +105,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _out_path(text: str) -> Path:
+    """A path to write to; an empty one would write into the current folder unasked."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path; name a folder, e.g. runs/demo")
+    return Path(text)
+
+
 def _encoder_arg(text: str) -> tuple[str | None, Path]:
     fmt, sep, path = text.partition("=")
     if sep and fmt in format_names():
@@ -145,7 +152,7 @@ def _add_pretrain(sub: Subparsers) -> None:
     p.add_argument(
         "--out",
         required=True,
-        type=Path,
+        type=_out_path,
         help="the run folder: config.yaml, checkpoints/last.pt, encoder.pt (rerun to resume)",
     )
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
@@ -176,7 +183,7 @@ def _add_sweep(sub: Subparsers) -> None:
     p.add_argument("file", type=Path, help="a sweep file, e.g. sweeps/smoke.yaml")
     p.add_argument(
         "--out",
-        type=Path,
+        type=_out_path,
         default=Path("runs/sweeps"),
         help="the sweep folder is OUT/<sweep name> (default runs/sweeps)",
     )
@@ -190,6 +197,12 @@ def _add_sweep(sub: Subparsers) -> None:
         action="store_true",
         help="continue an interrupted sweep; finished trials are not run again",
     )
+    p.add_argument(
+        "--override-resume",
+        action="store_true",
+        help="resume even though the sweep's settings changed; the changes are recorded in "
+        "resume_overrides.json",
+    )
     _set_option(p, "override a sweep key (budget.trials=1) or a config key (train.lr=0.001)")
     p.add_argument("--check", action="store_true", help="validate the sweep file and exit")
     p.add_argument("--quiet", action="store_true", help="less Tune output")
@@ -199,7 +212,10 @@ def _add_embed_and_probe(sub: Subparsers) -> None:
     p = sub.add_parser("embed", help="export track embeddings (with labels) of a frozen encoder")
     p.add_argument("--encoder", required=True, type=_encoder_arg, help="encoder.pt or last.pt")
     p.add_argument(
-        "--out", required=True, type=Path, help="the .npz file to write (not an existing folder)"
+        "--out",
+        required=True,
+        type=_out_path,
+        help="the .npz file to write (not an existing folder)",
     )
     _common(p)
 
@@ -222,7 +238,7 @@ def _add_embed_and_probe(sub: Subparsers) -> None:
     p.add_argument(
         "--out",
         required=True,
-        type=Path,
+        type=_out_path,
         help="the output folder: embeddings/*.npz, results.json, results.md",
     )
     _common(p)
@@ -233,7 +249,7 @@ def _add_run_and_report(sub: Subparsers) -> None:
     p.add_argument(
         "--out",
         required=True,
-        type=Path,
+        type=_out_path,
         help="the run folder: pretrain/<format>/, embeddings/, results.json, results.md "
         "(rerun to resume)",
     )

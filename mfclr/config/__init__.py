@@ -23,6 +23,7 @@ from mfclr.config.formats import (  # noqa: F401 (re-exported: one import path)
     format_names,
     pretrain_names,
 )
+from mfclr.config.secrets import check_no_secrets
 from mfclr.config.sections import (  # noqa: F401 (re-exported: one import path)
     COMPARE_PREFIXES,
     DATASET_KINDS,
@@ -306,7 +307,8 @@ def load_config(
     overrides: list[str] | dict[str, Any] | None = None,
 ) -> Config:
     """Defaults <- preset <- config file <- --set overrides, validated once at the end (so a
-    preset may leave a required key, such as a dataset root, to the command line)."""
+    preset may leave a required key, such as a dataset root, to the command line). A config
+    holding the value of a secret is refused here, before anything is written."""
     data = Config().to_dict()
     if preset:
         if preset not in preset_names():
@@ -319,16 +321,29 @@ def load_config(
     if path:
         layer = read_yaml(path)
         train = layer.get("train")
+        _one_budget(train, f"config file '{path}'")
         if isinstance(train, dict) and {"steps", "epochs"} & set(train):
             data["per_format"] = without_budgets(data["per_format"])
         data = _merge(data, layer)
         if _names_epochs_only(train):
             data["train"]["steps"] = None
     items = parse_set_args(overrides) if isinstance(overrides, list) else overrides or {}
+    _one_budget({k.removeprefix("train."): v for k, v in items.items()}, "--set")
     if set(BUDGET_KEYS) & set(items):
         data["per_format"] = without_budgets(data["per_format"])
     _set_all(data, items)
-    return build_config(data)
+    cfg = build_config(data)
+    check_no_secrets(cfg.to_dict(), "the config")
+    return cfg
+
+
+def _one_budget(train: Any, where: str) -> None:
+    """One layer names one budget: steps and epochs together would leave one silently unused."""
+    if isinstance(train, dict) and None not in (train.get("steps"), train.get("epochs")):
+        raise ConfigError(
+            f"{where} sets both train.steps and train.epochs; set one: steps (a budget in "
+            "optimiser steps, whole epochs derived from the dataset) or epochs"
+        )
 
 
 BUDGET_KEYS = ("train.steps", "train.epochs")

@@ -93,6 +93,15 @@ class DataConfig(_Section):
     short_clips: Literal["pad", "reject"] = "pad"
     loader_workers: int = Field(0, ge=0, le=64)
 
+    @model_validator(mode="after")
+    def _labelled_probe(self) -> DataConfig:
+        if self.probe.kind == "unlabelled":
+            raise ValueError(
+                "data.probe.kind 'unlabelled' has no labels to probe; use it as data.pretrain "
+                "(kind unlabelled) beside a labelled data.probe"
+            )
+        return self
+
     @property
     def crop_samples(self) -> int:
         return round(self.sample_rate * self.clip_seconds)

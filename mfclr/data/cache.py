@@ -30,6 +30,7 @@ from mfclr.data.gtzan import list_gtzan
 from mfclr.data.listing import SkippedFile, TrackList, warn_skipped
 from mfclr.data.store import (
     INDEX,
+    DamagedCache,
     PreparedDataset,
     open_prepared,
     split_index,
@@ -221,6 +222,16 @@ class _Builder:
         }
 
 
+def _discard(folder: Path) -> None:
+    """Move a damaged cache aside (an atomic rename), then delete it."""
+    doomed = folder.parent / temp_name(folder.name)
+    try:
+        folder.rename(doomed)
+    except OSError as err:
+        raise storage_error(folder, err, "damaged data cache") from None
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
 def summary_counts(stats: dict[str, Any]) -> str:
     """`skipped 3 (missing 3); padded 0, rejected 0, ...` from a dataset's stats."""
     skipped = sum(stats["skipped"].values())
@@ -271,10 +282,15 @@ def prepare_dataset(
     tracks = list_tracks(spec, data, progress)
     final = cache_dir / f"{spec.kind}-{cache_key(spec, data, tracks)}"
     if (final / INDEX).is_file():
-        ds = open_prepared(final)
-        warn_skipped([SkippedFile(*item) for item in ds.stats["skipped_files"]], "unusable")
-        _log_summary(ds, reused=True)
-        return ds
+        try:
+            ds = open_prepared(final)
+        except DamagedCache as err:
+            log.warning("%s; rebuilding it", str(err).split(";")[0])
+            _discard(final)
+        else:
+            warn_skipped([SkippedFile(*item) for item in ds.stats["skipped_files"]], "unusable")
+            _log_summary(ds, reused=True)
+            return ds
     check_writable_dir(cache_dir, "data.cache_dir")
     tmp = cache_dir / temp_name(final.name)
     try:

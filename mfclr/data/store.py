@@ -107,16 +107,29 @@ def write_index(folder: Path, index: dict[str, Any]) -> None:
     (folder / INDEX).write_text(json.dumps(index))
 
 
+class DamagedCache(DataError):
+    """A cache folder whose index or sample files are not what was written (a truncated copy,
+    a disk that filled): it is rebuilt, never read."""
+
+
 def open_prepared(folder: Path) -> PreparedDataset:
-    """Open a finished cache folder; DataError if its index is unreadable."""
+    """Open a finished cache folder; DamagedCache if its index is unreadable or a split's
+    sample file does not hold the samples the index names."""
     try:
         index = json.loads((folder / INDEX).read_text())
     except (OSError, ValueError) as err:
-        raise DataError(
+        raise DamagedCache(
             f"data cache {folder} is damaged ({err}); delete that folder and run again"
         ) from None
     splits = {}
     for name, entry in index["splits"].items():
+        path, want = folder / entry["file"], 2 * int(entry["n_samples"])
+        size = path.stat().st_size if path.is_file() else None
+        if size != want:
+            raise DamagedCache(
+                f"data cache {folder} is damaged ({entry['file']} holds {size} bytes, its index "
+                f"names {want}); delete that folder and run again"
+            )
         splits[name] = Split(
             name=name,
             path=folder / entry["file"],

@@ -18,6 +18,11 @@ from typing import Any, Literal
 from mfclr.config import CROSS, Config
 from mfclr.config.formats import flatten as flatten_config
 from mfclr.config.formats import format_flat_keys
+from mfclr.config.secrets import (  # noqa: F401 (re-exported: one import path)
+    KEY_FILE_ENV,
+    api_key_from_file,
+    check_no_secrets,
+)
 from mfclr.errors import ConfigError
 
 log = logging.getLogger("mfclr.tracking")
@@ -31,8 +36,6 @@ FLAT_KEYS = (
     "format", "fusion", "head", "encoders", "temperature", "weight_decay", "lr", "epochs",
     "batch_size", "projector", "dataset", "seed", "git_sha",
 )  # fmt: skip
-_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
-KEY_FILE_ENV = "WANDB_API_KEY_FILE"
 
 
 def resolve_mode(cfg: Config) -> str:
@@ -92,54 +95,6 @@ def run_config(
 def flat_keys() -> tuple[str, ...]:
     """Every run's flat config keys: FLAT_KEYS and those of the registered formats."""
     return (*FLAT_KEYS, *format_flat_keys())
-
-
-def api_key_from_file(*, strict: bool = True) -> str | None:
-    """The W&B API key in the file that `WANDB_API_KEY_FILE` names; None when it is unset.
-
-    strict: a missing, unreadable or empty file is a ConfigError naming it (else None). A file
-    that other users may read is used, with a warning to chmod it.
-    """
-    raw = os.environ.get(KEY_FILE_ENV, "").strip()
-    if not raw:
-        return None
-    path = Path(raw).expanduser()
-    try:
-        key = path.read_text(encoding="utf-8").strip()
-        mode = path.stat().st_mode
-    except (OSError, UnicodeDecodeError) as err:
-        if not strict:
-            return None
-        why = getattr(err, "strerror", None) or type(err).__name__
-        raise ConfigError(
-            f"{KEY_FILE_ENV}='{path}' cannot be read ({why}); fix it or unset it"
-        ) from None
-    if not key:
-        if not strict:
-            return None
-        raise ConfigError(
-            f"{KEY_FILE_ENV}='{path}' is empty; write the W&B API key into it or unset it"
-        )
-    if strict and mode & 0o077:
-        log.warning("%s '%s' is readable by other users (mode %03o); chmod 600 it",
-                    KEY_FILE_ENV, path, mode & 0o777)  # fmt: skip
-    return key
-
-
-def check_no_secrets(config: Mapping[str, Any], what: str) -> None:
-    """Refuse a config holding the value of a secret-looking environment variable, or the key
-    of `WANDB_API_KEY_FILE`."""
-    text = json.dumps(config, default=str)
-    secrets = [(f"${n}", v) for n, v in os.environ.items() if _SECRET_NAME.search(n)]
-    from_file = api_key_from_file(strict=False)
-    if from_file:
-        secrets.append((f"the file ${KEY_FILE_ENV}", from_file))
-    for name, value in secrets:
-        if len(value) >= 16 and value in text:
-            raise ConfigError(
-                f"the config of {what} holds the value of {name}; remove it "
-                "(credentials belong in the environment or a key file only)"
-            )
 
 
 def safe_run_id(*parts: str) -> str:

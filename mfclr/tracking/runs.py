@@ -52,6 +52,7 @@ from mfclr.tracking.records import (
 log = logging.getLogger("mfclr.tracking")
 
 Report = Callable[[dict[str, Any], dict[str, Any] | None], None]
+ONLINE_TIMEOUT_S = 20  # the longest wait for the W&B server when a run starts online
 
 
 class Tracker(Protocol):
@@ -227,6 +228,9 @@ def wandb_settings(mode: str) -> Any:
     return wandb.Settings(
         # Offline rows are flushed every 15 s by default: a trial killed by ASHA lost them all.
         x_transaction_log_flush_interval=1.0,
+        # Online without a network, wandb waits 90 s per run before it says so.
+        init_timeout=ONLINE_TIMEOUT_S,
+        login_timeout=ONLINE_TIMEOUT_S,
         # No banners in our CLI output (warnings and errors still show). No console capture:
         # progress bars would fill output.log, and stray prints could leak into the run files.
         silent=True,
@@ -243,6 +247,10 @@ def _init(cfg: Config, mode: str, root: Path, **kw: Any) -> Any:
     # offline run alone does not stop that, so tell the global settings the mode too.
     wandb.setup(wandb.Settings(mode=mode))
     settings = wandb_settings(mode)
+    if mode == "online":  # a slow or absent server shows, instead of a silent wait
+        log.warning("W&B: starting online run '%s': contacting the server (up to %d s; "
+                    "WANDB_MODE=offline writes the run locally instead)", kw["name"],
+                    ONLINE_TIMEOUT_S)  # fmt: skip
     try:
         root.mkdir(parents=True, exist_ok=True)
         return wandb.init(project=cfg.tracking.project, entity=cfg.tracking.entity, dir=str(root),

@@ -60,6 +60,31 @@ class Sink:
         self.keep(metrics, state)
 
 
+class SinkWrapper:
+    """A sink that delegates to `inner` and then runs `after(metrics)`: how a runtime adds a
+    behaviour to another's sink (and how the tests inject faults)."""
+
+    def __init__(self, inner: Sink | SinkWrapper) -> None:
+        self.inner = inner
+
+    @property
+    def state(self) -> dict[str, Any] | None:
+        return self.inner.state
+
+    def bind(self, fmt: str, epochs: int, resumed_from: int) -> None:
+        self.inner.bind(fmt, epochs, resumed_from)
+
+    def restore(self) -> dict[str, Any] | None:
+        return self.inner.restore()
+
+    def __call__(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        self.inner(metrics, state)
+        self.after(metrics)
+
+    def after(self, metrics: dict[str, Any]) -> None:
+        """What runs after each epoch was kept (nothing by default)."""
+
+
 @dataclass(frozen=True)
 class Tracking:
     """Where and as what a pretraining logs its W&B run: `<dir>/wandb`, in run group `group`,

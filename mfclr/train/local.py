@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from mfclr import checkpoint as ckpt
-from mfclr.config import Config, build_config, save_config
+from mfclr.config import Config, build_config, diff, save_config
 from mfclr.data import Datasets
 from mfclr.errors import CheckpointError, ConfigError
 from mfclr.io import append_json_line, atomic_write_json, clean_stale_temps, git_sha
+from mfclr.locks import folder_lock
 from mfclr.train.budget import resolve_epochs
 from mfclr.train.export import export_encoders
 from mfclr.train.harness import Sink, Tracking, run_pretraining
@@ -49,16 +52,6 @@ RESUMABLE_CHANGES = (
     "probe.",
     "compare.",  # which variants a run adds trains none of its own formats
 )
-_SHOWN_CHANGES = 4  # differing keys named in the refusal before "+N more"
-
-
-def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(obj, dict):
-        return {prefix.rstrip("."): obj}
-    out: dict[str, Any] = {}
-    for key, value in obj.items():
-        out |= _flatten(value, f"{prefix}{key}.")
-    return out
 
 
 def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
@@ -74,14 +67,7 @@ def resume_changes(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, 
     """Dotted config keys whose value differs between a checkpoint's config and the current one
     -> [saved, current], leaving out RESUMABLE_CHANGES. A key the saved config lacks counts as
     its default."""
-    old, new = _flatten(_with_defaults(saved)), _flatten(current)
-    changed = {}
-    for key in sorted(old.keys() | new.keys()):
-        if any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE_CHANGES):
-            continue
-        if old.get(key) != new.get(key):
-            changed[key] = [old.get(key), new.get(key)]
-    return changed
+    return diff.changes(_with_defaults(saved), current, RESUMABLE_CHANGES)
 
 
 def check_resume(cfg: Config, fmt: str, run_dir: str | Path, *, override: bool = False) -> None:
@@ -111,17 +97,15 @@ def _check_resume(
     changed = resume_changes(state.get("config") or {}, cfg.to_dict())
     if not changed:
         return {}
-    shown = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in list(changed.items())[:_SHOWN_CHANGES])
-    more = f" and {len(changed) - _SHOWN_CHANGES} more" if len(changed) > _SHOWN_CHANGES else ""
     if not override:
         raise ConfigError(
-            f"run folder '{run_dir}' was trained with other settings ({shown}{more}); resume "
-            "with the same ones, start over with --fresh, use another --out for a new run, or "
-            "pass --override-resume to continue with the new ones"
+            f"run folder '{run_dir}' was trained with other settings ({diff.describe(changed)}); "
+            "resume with the same ones, start over with --fresh, use another --out for a new "
+            "run, or pass --override-resume to continue with the new ones"
         )
     if not quiet:
-        log.warning("%s: resuming with changed settings (--override-resume): %s%s", fmt, shown,
-                    more)  # fmt: skip
+        log.warning("%s: resuming with changed settings (--override-resume): %s", fmt,
+                    diff.describe(changed))  # fmt: skip
     return changed
 
 
@@ -167,20 +151,27 @@ def pretrain_local(
     datasets (a fresh `Datasets` when None).
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    datasets = datasets or Datasets(progress=progress)
-    cfg = resolve_epochs(cfg.for_format(fmt), datasets=datasets)
-    last = run_dir / "checkpoints" / "last.pt"
-    state, extra = _start_state(run_dir, last, fmt, cfg, resume, override_resume)
-    save_config(cfg, run_dir / "config.yaml")
-    atomic_write_json(
-        run_dir / "run.json", {"format": fmt, "git_sha": git_sha(), "status": "running", **extra}
-    )
-    group = cfg.tracking.group or group or run_dir.name
-    tracking = Tracking(str(tracking_dir or run_dir), group, label or fmt, restart=not resume)
-    state = run_pretraining(cfg, fmt, LocalSink(run_dir, state), tracking=tracking,
-                            datasets=datasets, progress=progress)  # fmt: skip
-    assert state is not None  # a local run is rank zero
+    with folder_lock(run_dir):
+        datasets = datasets or Datasets(progress=progress)
+        cfg = resolve_epochs(cfg.for_format(fmt), datasets=datasets)
+        last = run_dir / "checkpoints" / "last.pt"
+        state, extra = _start_state(run_dir, last, fmt, cfg, resume, override_resume)
+        save_config(cfg, run_dir / "config.yaml")
+        running = {"format": fmt, "git_sha": git_sha(), **extra}
+        atomic_write_json(run_dir / "run.json", {**running, "status": "running"})
+        group = cfg.tracking.group or group or run_dir.name
+        tracking = Tracking(str(tracking_dir or run_dir), group, label or fmt, restart=not resume)
+        with _status_on_exit(run_dir / "run.json", running):
+            state = run_pretraining(cfg, fmt, LocalSink(run_dir, state), tracking=tracking,
+                                    datasets=datasets, progress=progress)  # fmt: skip
+        assert state is not None  # a local run is rank zero
+        return _finish(run_dir, fmt, state, extra)
+
+
+def _finish(
+    run_dir: Path, fmt: str, state: dict[str, Any], extra: dict[str, Any]
+) -> dict[str, Path]:
+    """Export the encoder(s) and record the finished run in run.json."""
     paths = {f: Path(p) for f, p in export_encoders(state, run_dir).items()}
     finished = {
         "format": fmt,
@@ -192,6 +183,19 @@ def pretrain_local(
     }
     atomic_write_json(run_dir / "run.json", finished)  # fmt: skip
     return paths
+
+
+@contextmanager
+def _status_on_exit(path: Path, running: dict[str, Any]) -> Iterator[None]:
+    """run.json says `interrupted` (Ctrl-C, SIGTERM) or `failed` with the reason when the block
+    ends by an exception, so it never stays `running` after the run stopped."""
+    try:
+        yield
+    except BaseException as err:
+        status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+        reason = (str(err).splitlines() or [""])[0] or type(err).__name__
+        atomic_write_json(path, {**running, "status": status, "reason": reason[:300]})
+        raise
 
 
 def _start_state(

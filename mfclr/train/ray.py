@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,14 +40,15 @@ from ray.train import (
 )
 
 from mfclr import checkpoint as ckpt
+from mfclr import signals
 from mfclr.config import Config, absolute_paths, build_config
 from mfclr.data import Datasets
 from mfclr.errors import CheckpointError, ConfigError, MfclrError
-from mfclr.io import is_remote
+from mfclr.io import check_writable_dir, is_remote
 from mfclr.tracking import wandb_root
 from mfclr.train.budget import resolve_epochs
 from mfclr.train.export import export_encoders
-from mfclr.train.harness import Sink, Tracking, run_pretraining
+from mfclr.train.harness import Sink, SinkWrapper, Tracking, run_pretraining
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +78,58 @@ class TrainRun:
 
 
 def init_ray(**kwargs: Any) -> None:
-    """Connect to the cluster in RAY_ADDRESS (set inside `ray job submit`) or start a local one."""
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS") or None, **kwargs)
+    """Connect to the cluster in RAY_ADDRESS (set inside `ray job submit`) or start a local one;
+    an address that no cluster answers at fails in one line, before Ray retries for minutes."""
+    if ray.is_initialized():
+        return
+    address = os.environ.get("RAY_ADDRESS", "").strip() or None
+    if address is not None:
+        check_ray_address(address)
+    ray.init(address=address, **kwargs)
+    signals.install()  # ray.init leaves a SIGTERM handler of its own
+
+
+RAY_ADDRESS_TIMEOUT_S = 3.0
+
+
+def check_storage(storage: str, what: str) -> None:
+    """A storage root Ray can write: a writable local folder, or a URI pyarrow understands (the
+    scheme, the bucket's form; the credentials are checked when the first file is written)."""
+    if not is_remote(storage):
+        check_writable_dir(Path(storage), what)
+        return
+    try:
+        pyarrow.fs.FileSystem.from_uri(storage)
+    except (ValueError, OSError, TypeError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise ConfigError(
+            f"{what} '{storage}' is not a storage URI Ray can use ({first}); give a shared "
+            "folder or s3://bucket/prefix"
+        ) from None
+
+
+def check_ray_address(address: str) -> None:
+    """Refuse a jobs-API address (http://host:8265), or a GCS address where nothing listens."""
+    unset = "unset RAY_ADDRESS to run on a local Ray instead"
+    if address.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"RAY_ADDRESS='{address}' is a jobs API address (what `ray job submit --address` "
+            f"takes), not a cluster's GCS address (host:6379); submit the command with "
+            f"`ray job submit`, or {unset}"
+        )
+    if address in ("auto", "local") or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), RAY_ADDRESS_TIMEOUT_S):
+            return
+    except (OSError, ValueError) as err:
+        why = getattr(err, "strerror", None) or str(err) or type(err).__name__
+        raise ConfigError(
+            f"no Ray cluster answers at RAY_ADDRESS='{address}' (a TCP connection for "
+            f"{RAY_ADDRESS_TIMEOUT_S:g} s: {why}); start the cluster (`ray start --head`) or "
+            f"{unset}"
+        ) from None
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -114,13 +166,50 @@ def tracking_for(name: str, group: str | None, tracking_dir: str | None) -> Trac
     return Tracking(tracking_dir, group or name, name) if tracking_dir else None
 
 
+class NewestRestore(SinkWrapper):
+    """Resume from the newest checkpoint that loads: the one Ray registered, or a newer one in
+    the run folder `folder` (an interrupt can stop the controller before it registered the last
+    checkpoint a worker wrote, or while it was copying one)."""
+
+    def __init__(self, inner: Sink | SinkWrapper, folder: str | None) -> None:
+        super().__init__(inner)
+        self.folder = folder
+
+    def restore(self) -> dict[str, Any] | None:
+        try:
+            registered = self.inner.restore()
+        except CheckpointError as err:
+            log.warning("the run's registered checkpoint does not load (%s)", err)
+            registered = None
+        found = newest_checkpoint(self.folder) if self.folder else None
+        if found is not None and (registered is None or found["epoch"] > registered["epoch"]):
+            log.info("resuming from %s's newest checkpoint (epoch %d)", self.folder, found["epoch"])
+            return found
+        return registered
+
+
+def newest_checkpoint(folder: str) -> dict[str, Any] | None:
+    """The checkpoint dict of the highest epoch among `<folder>/checkpoint_*/` that load (a
+    local folder; None when there is none)."""
+    best = None
+    for path in sorted(Path(folder).glob(f"checkpoint_*/{CHECKPOINT_FILE}")):
+        try:
+            state = ckpt.load(path, ckpt.PRETRAIN_KIND)
+        except CheckpointError:
+            continue  # half-copied when the run stopped
+        if best is None or state["epoch"] > best["epoch"]:
+            best = state
+    return best
+
+
 def train_worker(config: dict[str, Any]) -> None:
     """Ray Train worker: the pretraining harness with the run's sink."""
     cfg, fmt = build_config(config["cfg"]), config["fmt"]
     device = ray.train.torch.get_device() if config["use_gpu"] else torch.device("cpu")
     tracking = tracking_for(config["name"], config["group"], config.get("tracking_dir"))
-    run_pretraining(cfg, fmt, config["sink"], tracking=tracking, datasets=Datasets(),
-                    device=device, progress=False)  # fmt: skip
+    sink = NewestRestore(config["sink"], config.get("run_folder"))
+    run_pretraining(cfg, fmt, sink, tracking=tracking, datasets=Datasets(), device=device,
+                    progress=False)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- driver side
@@ -177,6 +266,8 @@ def _trainer(cfg: Config, fmt: str, run: TrainRun, gpu: bool, storage: str, call
         "group": run.group,
         "tracking_dir": str(wandb_root(run.tracking_dir)) if run.tracking_dir else None,
         "sink": run.sink,
+        # Local storage only: an object store's listing is Ray's business (docs/cluster.md).
+        "run_folder": None if is_remote(storage) else f"{storage}/{run.name}",
     }
     return TorchTrainer(
         train_worker,
@@ -216,7 +307,7 @@ def launch(
                  cfg.train.epochs)  # fmt: skip
         return done
     try:
-        return _trainer(cfg, fmt, run, gpu, storage, callbacks).fit()
+        return _fit(_trainer(cfg, fmt, run, gpu, storage, callbacks))
     except WorkerGroupError as err:
         # A user-fixable error in a worker (missing data, bad checkpoint, a NaN loss) stays one
         # line.
@@ -224,6 +315,27 @@ def launch(
         if isinstance(first, MfclrError | FloatingPointError):
             raise type(first)(f"Ray Train run '{run.name}' failed: {first}") from None
         raise
+
+
+def _fit(trainer: Any) -> ray.train.Result:
+    """`trainer.fit()` in a thread, so that Ray Train installs no SIGINT handler of its own (it
+    exits the process with no word of what was kept): Ctrl-C and SIGTERM reach our handlers as a
+    KeyboardInterrupt, the checkpoints on disk stay, and a rerun resumes from the newest one."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["result"] = trainer.fit()
+        except BaseException as err:  # handed to the main thread
+            outcome["error"] = err
+
+    thread = threading.Thread(target=target, name="ray-train-fit", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.5)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 def export_encoder(result: ray.train.Result, fmt: str) -> str:

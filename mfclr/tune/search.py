@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import yaml
 from ray import tune
 from ray.train import Checkpoint
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
@@ -199,20 +198,12 @@ def _refuse_existing(spec: SweepSpec, path: str) -> None:
 
 
 def check_start(spec: SweepSpec, out: Path, storage: str, resume: bool) -> None:
-    """Before any work: refuse to overwrite a sweep, or to resume it with another space."""
+    """Before any work: refuse to overwrite a sweep's state without --resume (what a resume may
+    change is mfclr/tune/resume.py's)."""
     if not resume:
         for fmt in spec.formats:
             if tune.Tuner.can_restore(_study_path(spec, fmt, storage)):
                 _refuse_existing(spec, _study_path(spec, fmt, storage))
-        return
-    saved = out / "sweep.yaml"
-    if saved.is_file():
-        before = yaml.safe_load(saved.read_text()).get("search")
-        if before != spec.model_dump(mode="json")["search"]:
-            raise ConfigError(
-                f"sweep '{spec.name}': the search section differs from the one in {saved}; "
-                "resume with the original sweep file, or start a new sweep under another name"
-            )
 
 
 def tune_format(

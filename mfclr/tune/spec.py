@@ -59,6 +59,8 @@ SWEEP_SECTIONS = (
     "storage",
 )
 Scalar = str | int | float | bool
+# The data keys a search may vary: a format's own input, not which tracks it sees.
+FORMAT_INPUT_KEYS = ("data.sample_rate", "data.clip_seconds")
 
 
 class _Strict(BaseModel):
@@ -268,6 +270,15 @@ def validate_space(spec: SweepSpec, base: Config, where: str) -> None:
         raise ConfigError(
             f"{where}: searching train.val_head has no effect with search.metric "
             "'knn'; set search.metric: probe or drop the parameter"
+        )
+    leaks = [k for k in keys if k.startswith("data.") and k not in FORMAT_INPUT_KEYS]
+    if leaks:
+        # The split and the dataset are fixed per sweep: a trial that searched them would
+        # pretrain on tracks the final table tests on.
+        raise ConfigError(
+            f"{where}: '{leaks[0]}' decides which tracks are in which split (or the dataset "
+            f"itself), so it cannot be searched; of data.* only {', '.join(FORMAT_INPUT_KEYS)} "
+            "can (a format's own input)"
         )
     if any(k.startswith("ray.") for k in keys):
         # A trial's resources (and whether it trains in its own process) are fixed per study.

@@ -25,15 +25,18 @@ from typing import Any
 import pyarrow.fs
 import yaml
 
+from mfclr import signals
 from mfclr.config import CROSS, Config, absolute_paths, save_config
 from mfclr.data import Datasets
 from mfclr.data.summary import prepare
 from mfclr.formats.frozen import load_frozen
-from mfclr.io import atomic_write_text, is_remote
+from mfclr.io import atomic_write_text, clean_stale_temps, is_remote
+from mfclr.locks import folder_lock
 from mfclr.report.markdown import best_trials_table, results_table
 from mfclr.stage import probe_and_report
 from mfclr.train.keys import VAL_METRIC
 from mfclr.train.ray import init_ray
+from mfclr.tune.resume import check_resume, check_state_files, record_overrides
 from mfclr.tune.search import best_trial, check_start, tune_format
 from mfclr.tune.spec import SweepSpec, final_stage_config
 from mfclr.tune.study import study_file
@@ -73,18 +76,42 @@ def run_sweep(
     *,
     storage: str | None = None,
     resume: bool = False,
+    override_resume: bool = False,
     verbose: int = 1,
 ) -> dict[str, Any]:
-    """Every format's study, then the fused probe; returns the results (see finish_sweep)."""
+    """Every format's study, then the fused probe; returns the results (see finish_sweep). The
+    sweep folder is locked for the whole sweep; a resume under other settings is refused unless
+    `override_resume` (mfclr/tune/resume.py)."""
     out = Path(out).resolve() / spec.name
     storage = storage or spec.storage or str(out.parent)
     storage = storage.rstrip("/") if is_remote(storage) else str(Path(storage).resolve())
     base = absolute_paths(base)
+    with folder_lock(out):
+        _start(spec, base, out, storage, resume, override_resume)
+        return _run(spec, base, out, storage, resume, verbose)
+
+
+def _start(
+    spec: SweepSpec, base: Config, out: Path, storage: str, resume: bool, override: bool
+) -> None:
+    """Refuse what must not start (an existing sweep without --resume, a changed resume, foreign
+    state files), then clean what a killed write left and record the sweep."""
     check_start(spec, out, storage, resume)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "sweep.yaml",
-                      yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))  # fmt: skip
+    dumped = spec.model_dump(mode="json")
+    changed = check_resume(out, dumped, base, override=override) if resume else {}
+    if resume:
+        check_state_files(f"{storage}/{spec.name}/tune")
+    for folder in (out, out / "best"):
+        clean_stale_temps(folder)
+    if changed:
+        record_overrides(out, changed)
+    atomic_write_text(out / "sweep.yaml", yaml.safe_dump(dumped, sort_keys=False))
     save_config(base, out / "config.yaml")
+
+
+def _run(
+    spec: SweepSpec, base: Config, out: Path, storage: str, resume: bool, verbose: int
+) -> dict[str, Any]:
     datasets = Datasets()
     prepare(base, datasets)  # decode the dataset once here, not in every worker at once
     init_ray()
@@ -93,6 +120,7 @@ def run_sweep(
         log.info("== sweep %s: %s (%d trials)", spec.name, fmt, spec.budget.trials)
         grid = tune_format(spec, base, fmt, storage, resume=resume, verbose=verbose,
                            tracking_dir=str(out), study_dir=out)  # fmt: skip
+        signals.install()  # Tune leaves its SIGINT handler behind: Ctrl-C must stop the probe
         best[fmt] = {**best_trial(spec, fmt, grid, out), "study": str(study_file(out, fmt))}
     log.info("== fused probe of the best %s encoders", ", ".join(best))
     return finish_sweep(spec, base, best, out, storage, datasets)
