@@ -224,6 +224,8 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_the_run_resumes(cache: Path, tmp_p
     _, err = proc.communicate(timeout=180)
     assert proc.returncode == 130, err
     assert "run the same command again to resume" in err and "Traceback" not in err
+    record = json.loads((run / "run.json").read_text())
+    assert record["status"] == "interrupted"  # not left at "running"
     state = ckpt.load(last, ckpt.PRETRAIN_KIND, "spectrogram")  # intact, loads strictly
     done = state["epoch"]
     assert 2 <= done < 200

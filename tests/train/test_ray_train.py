@@ -5,6 +5,11 @@ Real Ray, one local runtime for the module (2 CPUs, dashboard on for the state A
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,9 +31,11 @@ from mfclr.train.ray import (  # noqa: E402
     export_encoder,
     launch,
     load_checkpoint,
+    newest_checkpoint,
 )
 
 pytestmark = pytest.mark.ray
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +95,36 @@ def test_killed_worker_resumes_from_last_checkpoint(ray_runtime: None, tmp_path:
     assert not untouched.exists()
     assert again.checkpoint.path == result.checkpoint.path
     assert again.metrics["epochs_done"] == 3 and again.metrics["resumed_from_epoch"] == 2
+
+
+def test_sigterm_keeps_the_checkpoints_and_the_rerun_resumes_from_the_newest(
+    ray_runtime: None, tmp_path: Path
+) -> None:
+    """SIGTERM (and Ctrl-C, the same path) on `mfclr pretrain --workers 2`: one line, exit 130,
+    every checkpoint kept; the rerun resumes from the newest one on disk, even when Ray had not
+    registered it before the stop."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "mfclr", "pretrain", "--format", "audio", "--workers", "2",
+           "--out", str(out), "--preset", "tiny", "--quiet", "--set", "train.epochs=200",
+           "--set", "train.max_steps_per_epoch=2", "--set", "train.batch_size=8",
+           "--set", "train.eval_every=0",
+           "--set", f"data.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # its own local Ray
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    deadline = time.monotonic() + 240
+    while len(list(out.glob("checkpoint_*/checkpoint.pt"))) < 3 and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "mfclr: interrupted by SIGTERM" in err and "resume" in err
+    newest = newest_checkpoint(str(out))
+    assert newest is not None and newest["epoch"] >= 3
+    cfg = _cfg(tmp_path, **{"train.epochs": newest["epoch"] + 1})
+    result = launch(cfg, "audio", TrainRun(str(tmp_path), "run", use_gpu=False))
+    assert result.metrics["resumed_from_epoch"] == newest["epoch"]
+    assert result.metrics["epochs_done"] == newest["epoch"] + 1
 
 
 def test_a_data_error_in_a_worker_is_one_line(ray_runtime: None, tmp_path: Path) -> None:
