@@ -21,42 +21,21 @@ import argparse
 import hashlib
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from experiments import pool as pooling
-from mfclr.config import Config, load_config, read_yaml
+from mfclr.config import Config, load_config
 from mfclr.config.formats import DEFAULT_FORMATS, fingerprint
+from mfclr.config.panel import load_panel
 from mfclr.errors import ConfigError, MfclrError
 from mfclr.io import atomic_write_text
+from mfclr.probe import pool as pooling
 
 log = logging.getLogger("experiments.panel")
-PANEL = Path(__file__).parent / "panels" / "real.yaml"
-SCORES_ENV = "SCORES"
-
-
-def load_panel(path: Path) -> dict[str, dict[str, Any]]:
-    """name -> {"pooled": bool, "set": {dotted key: value}}, `$SCORES` expanded."""
-    data = read_yaml(path, "panel file")
-    scores = os.environ.get(SCORES_ENV) or str(Path("~/scores").expanduser())
-    out = {}
-    for name, entry in (data.get("datasets") or {}).items():
-        sets = {k: v.replace("$SCORES", scores) if isinstance(v, str) else v
-                for k, v in (entry.get("set") or {}).items()}  # fmt: skip
-        root = sets.get("data.probe.root")
-        if root and not Path(root).is_dir():
-            raise ConfigError(
-                f"panel dataset '{name}': '{root}' does not exist; build it with "
-                "../shared/tools/scores (experiments/README.md) or set SCORES"
-            )
-        out[name] = {"pooled": bool(entry.get("pooled", True)), "set": sets}
-    if not out:
-        raise ConfigError(f"panel file '{path}' lists no datasets")
-    return out
+PANEL = Path(__file__).resolve().parents[1] / "panels" / "real.yaml"
 
 
 def _pretrain(cfg: Config, fmt: str, root: Path, progress: bool) -> Path:

@@ -35,6 +35,7 @@ from mfclr.train.ray import (
     worker_resources,
 )
 from mfclr.tune.halving import SuccessiveHalving
+from mfclr.tune.panel import export_best
 from mfclr.tune.spec import SweepSpec
 from mfclr.tune.study import StudyMirror, space_distributions, study_file, study_name
 from mfclr.tune.trial import TrialSetup, trial_config, trial_driver  # noqa: F401 (re-exported)
@@ -86,9 +87,10 @@ def _trainable(
     default sink (`TuneSink` in a one-worker trial, `RayTrainSink` in Ray Train workers)."""
     init_ray()  # train.device auto asks the cluster whether it has GPUs
     gpu = resolve_use_gpu(base, None)
+    panel = spec.panel["datasets"] if spec.panel else None
     setup = TrialSetup(base=base.to_dict(), keys=spec.param_keys(),
                        train_storage=f"{storage}/{spec.name}/train", tracking_dir=tracking_dir,
-                       group=spec.name, use_gpu=gpu)  # fmt: skip
+                       group=spec.name, use_gpu=gpu, panel=panel)  # fmt: skip
     if sink is not None:
         role = "sink" if base.ray.workers == 1 else "train_sink"
         setup = dataclasses.replace(setup, **{role: sink})
@@ -128,7 +130,16 @@ def study_mirror(spec: SweepSpec, fmt: str, folder: str | Path) -> StudyMirror:
     """The callback that keeps `<folder>/study-<fmt>.log` (see mfclr.tune.study) up to date."""
     dists = space_distributions(_space(spec, fmt))
     path = str(study_file(folder, fmt))
-    return StudyMirror(path, study_name(spec.name, fmt), dists, spec.budget.epochs)
+    return StudyMirror(path, study_name(spec.name, fmt), dists, units(spec))
+
+
+def units(spec: SweepSpec) -> int:
+    """How long a trial that is not stopped runs, in the unit of `epochs_done`: epochs, or the
+    datasets of a panel sweep."""
+    if spec.panel is not None:
+        return len(spec.panel["datasets"])
+    assert spec.budget.epochs is not None  # SweepSpec requires it without a panel
+    return spec.budget.epochs
 
 
 def _new_tuner(
@@ -155,7 +166,7 @@ def _new_tuner(
             metric=VAL_METRIC,
             mode="max",
             trials=b.trials,
-            max_t=b.epochs,
+            max_t=units(spec),
             grace_period=b.grace_period,
             reduction_factor=b.reduction_factor,
         )
@@ -164,7 +175,7 @@ def _new_tuner(
             time_attr=TIME_ATTR,
             metric=VAL_METRIC,
             mode="max",
-            max_t=b.epochs + 1,
+            max_t=units(spec) + 1,
             grace_period=b.grace_period,
             reduction_factor=b.reduction_factor,
         )
@@ -297,9 +308,11 @@ def best_trial(spec: SweepSpec, fmt: str, grid: tune.ResultGrid, out: Path) -> d
     source = _checkpoint_path(best)
     if source is None:
         raise MfclrError(f"best {fmt} trial {best.path} of sweep '{spec.name}' kept no checkpoint")
-    state = load_checkpoint(Checkpoint(path=source, filesystem=grid.filesystem), fmt)
-    # best/<format>.pt; a cross-format trial holds both encoders: best/cross-<input format>.pt
-    encoders = export_encoders(state, out / "best", stem=fmt)
+    checkpoint = Checkpoint(path=source, filesystem=grid.filesystem)
+    if spec.panel is not None:  # best/<dataset>/<format>.pt per panel dataset
+        encoders: dict[str, Any] = export_best(checkpoint, out, fmt)
+    else:  # best/<format>.pt; a cross-format trial holds both: best/cross-<input format>.pt
+        encoders = export_encoders(load_checkpoint(checkpoint, fmt), out / "best", stem=fmt)
     keys = spec.param_keys()
     chosen = {n: best.config.get(n) for n in keys if best.config.get(n) is not None}
     return {

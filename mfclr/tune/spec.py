@@ -42,6 +42,7 @@ from mfclr.config import (
     validation_message,
     without_budgets,
 )
+from mfclr.config.panel import resolve_panel
 from mfclr.errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -120,7 +121,11 @@ class ParamSpec(_Strict):
 
 class Budget(_Strict):
     trials: int = Field(ge=1)  # Optuna trials per format
-    epochs: int = Field(ge=1)  # pretraining epochs of a trial that is not stopped early
+    # Pretraining epochs of a trial that is not stopped early (ASHA's rungs count epochs).
+    # A panel sweep may leave it out: each dataset then trains the config's budget (train.steps
+    # or train.epochs, a format's own per_format budget, or a searched one), and the rungs count
+    # datasets.
+    epochs: int | None = Field(None, ge=1)
     # null: as many as the cluster's resources hold
     max_concurrent_trials: int | None = Field(1, ge=1)
     # asha: asynchronous (each rung decides from the results so far); halving: synchronous
@@ -132,7 +137,7 @@ class Budget(_Strict):
 
     @model_validator(mode="after")
     def _fits(self) -> Budget:
-        if self.grace_period > self.epochs:
+        if self.epochs is not None and self.grace_period > self.epochs:
             raise ValueError(
                 f"budget.grace_period ({self.grace_period}) exceeds budget.epochs "
                 f"({self.epochs}); lower it"
@@ -170,6 +175,11 @@ class SweepSpec(_Strict):
     config: str | None = None  # a config file, relative to the sweep file
     set: dict[str, Any] = {}
     dataset: dict[str, Any] | None = None
+    # Instead of one dataset: a panel (a panel file, relative to the sweep file, with optional
+    # `datasets: [names]`; or inline `datasets: {name: {set: {...}}}`). Each trial trains on
+    # every dataset in turn; its metric is the mean of their validation metrics (mfclr/tune/
+    # panel.py), and the final stage probes the best encoders on each dataset, pooled.
+    panel: dict[str, Any] | None = None
     # `cross` = both encoders trained together (a track's two formats as the positive pair),
     # compared in the final table with the separately trained best encoders.
     formats: list[str] = Field(list(DEFAULT_FORMATS), min_length=1)
@@ -177,6 +187,17 @@ class SweepSpec(_Strict):
     resources: Resources = Resources()
     search: Search
     storage: str | None = None  # s3://bucket/prefix or a shared folder; default: the output folder
+
+    @model_validator(mode="after")
+    def _budget(self) -> SweepSpec:
+        if self.panel is not None and self.dataset is not None:
+            raise ValueError("set either dataset: or panel:, not both")
+        if self.panel is None and self.budget.epochs is None:
+            raise ValueError("budget.epochs is required (a panel: sweep may leave it out)")
+        if self.panel is not None and (self.resources.workers or 1) > 1:
+            raise ValueError("a panel: sweep trains each trial in its own process; set "
+                             "resources.workers: 1")  # fmt: skip
+        return self
 
     @model_validator(mode="after")
     def _names(self) -> SweepSpec:
@@ -213,8 +234,9 @@ def config_overrides(spec: SweepSpec) -> dict[str, Any]:
     over = dict(spec.set)
     if spec.dataset is not None:
         over.update(_flatten(spec.dataset, "data.probe."))
-    over["train.epochs"] = spec.budget.epochs
-    over["train.steps"] = None  # a preset's step budget would override budget.epochs
+    if spec.budget.epochs is not None:
+        over["train.epochs"] = spec.budget.epochs
+        over["train.steps"] = None  # a preset's step budget would override budget.epochs
     given = {"train.val_metric": spec.search.metric, "train.eval_every": spec.search.eval_every}
     given |= {f"ray.{k}": v for k, v in spec.resources.model_dump().items()}
     over.update({k: v for k, v in given.items() if v is not None})
@@ -287,9 +309,11 @@ def validate_space(spec: SweepSpec, base: Config, where: str) -> None:
             "set them under resources: instead"
         )
     for budget_key in ("train.epochs", "train.steps"):
-        if budget_key in keys:
+        if budget_key in keys and (spec.panel is None or spec.budget.epochs is not None):
+            # ASHA's rungs count epochs: trials of different lengths would be judged mid-way.
             raise ConfigError(
-                f"{where}: {budget_key} is the budget, not a search key; set budget.epochs instead"
+                f"{where}: {budget_key} is the budget, not a search key; set budget.epochs, "
+                "or search it in a panel: sweep without budget.epochs (rungs count datasets)"
             )
 
 
@@ -309,7 +333,8 @@ def final_stage_config(spec: SweepSpec, base: Config) -> Config:
 
 def _budget_epochs(base: Config) -> Config:
     """budget.epochs is every format's epochs in a sweep (ASHA's max_t, halving's rungs): a
-    preset's per-format budget (per_format.<format>.train.epochs or .steps) does not apply."""
+    preset's per-format budget (per_format.<format>.train.epochs or .steps) does not apply.
+    (A panel sweep without budget.epochs keeps them: its rungs count datasets.)"""
     per_format = without_budgets(base.per_format)
     if per_format == base.per_format:
         return base
@@ -338,7 +363,15 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> tuple[Sw
         config_path = Path(spec.config)
         config_path = config_path if config_path.is_absolute() else path.parent / config_path
     try:
-        base = _budget_epochs(load_config(config_path, spec.preset, config_overrides(spec)))
+        base = load_config(config_path, spec.preset, config_overrides(spec))
+        if spec.panel is None or spec.budget.epochs is not None:
+            base = _budget_epochs(base)
+        if spec.panel is not None:
+            spec = spec.model_copy(update={"panel": resolve_panel(spec.panel, path, base)})
+            n = len(spec.panel["datasets"])
+            if spec.budget.grace_period > n:  # a panel's rungs count datasets
+                raise ConfigError(f"budget.grace_period ({spec.budget.grace_period}) exceeds the "
+                                  f"panel's {n} datasets; lower it")  # fmt: skip
     except ConfigError as err:
         raise ConfigError(f"{where}: {err}") from None
     validate_space(spec, base, where)

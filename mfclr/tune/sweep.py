@@ -32,10 +32,12 @@ from mfclr.data.summary import prepare
 from mfclr.formats.frozen import load_frozen
 from mfclr.io import atomic_write_text, clean_stale_temps, is_remote
 from mfclr.locks import folder_lock
+from mfclr.probe import pool
 from mfclr.report.markdown import best_trials_table, results_table
 from mfclr.stage import probe_and_report
 from mfclr.train.keys import VAL_METRIC
 from mfclr.train.ray import init_ray
+from mfclr.tune.panel import finish_panel
 from mfclr.tune.resume import check_resume, check_state_files, record_overrides
 from mfclr.tune.search import best_trial, check_start, tune_format
 from mfclr.tune.spec import SweepSpec, final_stage_config
@@ -51,13 +53,16 @@ def finish_sweep(
     """Fused-probe evaluation of the best encoders under every head of `final_stage_config`;
     results.json + results.md in `out` (the best-trial table is a section of results.md)."""
     base = final_stage_config(spec, base)
+    facts = {"sweep": spec.name, "validation_metric": VAL_METRIC, "storage": storage,
+             "best": best}  # fmt: skip
+    if spec.panel is not None:
+        return finish_panel(spec, base, best, out, facts, [best_trials_table(best, VAL_METRIC)])
     frozen = {
         fmt: {f: load_frozen(p, f) for f, p in b["encoders"].items()} for fmt, b in best.items()
     }
     separate = {fmt: encs[fmt] for fmt, encs in frozen.items() if fmt != CROSS}
     cross = {CROSS: frozen[CROSS]} if CROSS in frozen else None
-    facts = {"sweep": spec.name, "validation_metric": VAL_METRIC, "storage": storage,
-             "embeddings": str(out / "embeddings"), "best": best}  # fmt: skip
+    facts["embeddings"] = str(out / "embeddings")
     result = probe_and_report(base, separate, out, extra_sets=cross, facts=facts,
                               sections=[best_trials_table(best, VAL_METRIC)],
                               group=spec.name, datasets=datasets)  # fmt: skip
@@ -132,6 +137,11 @@ def print_summary(result: dict[str, Any], file: Any = sys.stdout) -> None:
         f"({result['test_tracks']} tracks)\n",
         file=file,
     )
-    print(results_table(result["rows"]), file=file)
+    if result["rows"]:
+        print(results_table(result["rows"]), file=file)
+    for key, rows in (result.get("pooled") or {}).items():  # a panel sweep's verdicts
+        if rows:
+            table = pool.table(rows, result["pooled_datasets"])
+            print(f"pooled {key.replace('_', ' ')}:\n{table}\n", file=file)
     print("\n" + best_trials_table(result["best"], VAL_METRIC), file=file)
     print(f"results: {result['results_json']}  {result['results_md']}", file=file)

@@ -55,6 +55,7 @@ from mfclr.train.ray import (
     load_checkpoint,
     tracking_for,
 )
+from mfclr.tune.panel import run_panel_trial
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ class TrialSetup:
     use_gpu: bool = False
     sink: Sink = field(default_factory=lambda: TuneSink())
     train_sink: Sink = field(default_factory=lambda: RayTrainSink())
+    panel: dict[str, dict[str, Any]] | None = None  # a panel sweep's datasets (tune/panel.py)
 
 
 def _trial_folder(train_storage: str, name: str) -> tuple[pyarrow.fs.FileSystem | None, str]:
@@ -148,6 +150,10 @@ def trial_driver(config: dict[str, Any], *, setup: TrialSetup) -> None:
     fmt = config["format"]
     cfg = trial_config(build_config(setup.base).for_format(fmt), config, setup.keys)
     name = tune.get_context().get_trial_name()
+    if setup.panel is not None:
+        run_panel_trial(cfg, fmt, name, setup.panel, train_storage=setup.train_storage,
+                        tracking_dir=setup.tracking_dir, group=setup.group)  # fmt: skip
+        return
     if cfg.ray.workers == 1:
         run_trial(cfg, fmt, name, setup)
         return

@@ -25,6 +25,7 @@ from wandb_files import settled_steps
 ray = pytest.importorskip("ray")
 
 import faults  # noqa: E402
+from ray import tune  # noqa: E402
 from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 from wandb_files import inspect_run, offline_runs  # noqa: E402
 
@@ -336,3 +337,40 @@ def test_synchronous_halving_pauses_each_rung_and_spends_the_planned_epochs(
     assert sorted(t.status for t in saved.trials) == ["TERMINATED"] * 16
     (best,) = [r for r in results if r.metrics["epochs_done"] == 6]
     assert load_checkpoint(best.checkpoint, "audio")["epoch"] == 6
+
+
+def test_a_panel_sweep_pools_its_metric_and_probes_every_dataset(
+    ray_address: str, tmp_path: Path
+) -> None:
+    """Each trial trains on both datasets of the panel (with a searched step budget), reports the
+    mean of their validation metrics with `epochs_done` counting datasets, and the final stage
+    probes the best encoders on each dataset and pools the paired differences."""
+    data = yaml.safe_load(SMOKE.read_text())
+    data.pop("dataset")
+    data["formats"] = ["audio"]
+    data["budget"] = {"trials": 2, "grace_period": 1, "reduction_factor": 2,
+                      "max_concurrent_trials": 1}  # fmt: skip
+    data["panel"] = {"datasets": {"s0": {"set": {"data.probe.embedded.seed": 0}},
+                                  "s1": {"set": {"data.probe.embedded.seed": 1}}}}  # fmt: skip
+    data["search"]["space"] = {"steps": {"key": "train.steps", "type": "choice",
+                                         "choices": [4, 6]}}  # fmt: skip
+    path = tmp_path / "panel.yaml"
+    path.write_text(yaml.safe_dump(data))
+    spec, base = load_sweep(path, ["probe.heads=[linear]", f"data.cache_dir={tmp_path / 'c'}",
+                                   "train.batch_size=8"])  # fmt: skip
+    results = run_sweep(spec, base, tmp_path / "sweeps", verbose=0)
+    best = results["best"]["audio"]
+    assert set(best["encoders"]) == {"s0", "s1"}
+    assert all(Path(p["audio"]).is_file() for p in best["encoders"].values())
+    for trial in best["trials"]:
+        assert trial["epochs_done"] == 2 and trial["error"] is None  # both datasets trained
+    sweep = tmp_path / "sweeps" / "smoke"
+    grid = tune.ExperimentAnalysis(str(sweep / "tune" / "audio"))
+    for trial in grid.trials:
+        last = trial.last_result
+        assert last[VAL_METRIC] == pytest.approx((last["val/s0"] + last["val/s1"]) / 2)
+    per = {n: json.loads(Path(p).read_text()) for n, p in results["panel"].items()}
+    assert set(per) == {"s0", "s1"} and all(r["rows"] for r in per.values())
+    (row,) = [r for r in results["pooled"]["vs_control"] if r["name"] == "audio"]
+    assert len(row["gains"]) == 2 and row["ci95"][0] <= row["mean_gain"] <= row["ci95"][1]
+    assert "Pooled over s0, s1" in (sweep / "results.md").read_text()

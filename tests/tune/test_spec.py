@@ -3,6 +3,7 @@ a one-line ConfigError naming the file and the key. No Ray is started here."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -139,7 +140,7 @@ _DELETE = object()
         ("search/space/temperature/formats", ["video"], "search.space.temperature.formats"),
         ("formats", ["audio", "audio"], "lists a format twice"),
         ("name", "bad name!", "may hold only"),
-        ("budget/epochs", _DELETE, "key 'budget.epochs' is required"),
+        ("budget/epochs", _DELETE, "budget.epochs is required"),
         ("set", {"train.lr": "fast"}, "train.lr"),
         ("dataset", {"kind": "gtzan"}, "needs a root folder"),
         ("resources/workers", 1.5, "resources.workers"),
@@ -218,3 +219,61 @@ def test_halving_needs_the_whole_study_proposable(tmp_path: Path) -> None:
     data["budget"] |= {"scheduler": "halving", "max_concurrent_trials": None}
     spec, _ = load_sweep(_write(tmp_path, data))
     assert spec.budget.scheduler == "halving" and spec.budget.max_concurrent_trials is None
+
+
+def _panel_sweep(tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    data = _smoke()
+    data.pop("dataset")
+    data["budget"] = {"trials": 2, "grace_period": 1, "reduction_factor": 2}
+    data["panel"] = {
+        "datasets": {
+            "a": {"set": {"data.probe.embedded.seed": 0}},
+            "b": {"set": {"data.probe.embedded.seed": 1}, "pooled": False},
+        }
+    }
+    data["search"]["space"]["steps"] = {"key": "train.steps", "type": "choice", "choices": [4, 8]}
+    return {**data, **extra}
+
+
+def test_a_panel_sweep_searches_the_budget_and_keeps_per_format_budgets(tmp_path: Path) -> None:
+    data = _panel_sweep(tmp_path)
+    data["set"] = {"per_format.audio.train.steps": 6}
+    spec, base = load_sweep(_write(tmp_path, data))
+    assert list(spec.panel["datasets"]) == ["a", "b"]
+    assert spec.panel["datasets"]["b"] == {"pooled": False, "set": {"data.probe.embedded.seed": 1}}
+    assert base.per_format["audio"]["train.steps"] == 6  # not dropped: rungs count datasets
+    assert spec.budget.epochs is None
+
+
+def test_a_panel_file_is_read_relative_to_the_sweep_file(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(
+        yaml.safe_dump(
+            {"datasets": {"x": {"set": {"data.probe.embedded.seed": 3}}, "y": {"set": {}}}}
+        )
+    )
+    data = _panel_sweep(tmp_path)
+    data["panel"] = {"file": "p.yaml", "datasets": ["y"]}
+    spec, _ = load_sweep(_write(tmp_path, data))
+    assert list(spec.panel["datasets"]) == ["y"]
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"dataset": {"kind": "embedded"}}, "either dataset: or panel:"),
+        ({"budget": {"trials": 2, "grace_period": 3}}, "exceeds the panel's 2 datasets"),
+        ({"panel": {"datasets": {"a": {"set": {"train.lr": -1}}}}}, "panel dataset 'a'"),
+        ({"panel": {"file": "nope.yaml"}}, "does not exist"),
+        ({"resources": {"workers": 2}}, "resources.workers: 1"),
+    ],
+)
+def test_panel_mistakes_are_one_line_errors(tmp_path: Path, change: dict, needle: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        load_sweep(_write(tmp_path, _panel_sweep(tmp_path, **change)))
+
+
+def test_the_budget_is_searchable_only_where_rungs_count_datasets(tmp_path: Path) -> None:
+    data = _smoke()
+    data["search"]["space"]["steps"] = {"key": "train.steps", "type": "choice", "choices": [4, 8]}
+    with pytest.raises(ConfigError, match="rungs count datasets"):
+        load_sweep(_write(tmp_path, data))
