@@ -37,7 +37,7 @@ bench: $(STAMP)
 # The GPU checks (docs/performance.md, section GPU check): at most 8 minutes on one GPU, one JSON
 # line; without CUDA every check reports skipped. GPU_CHECK_ARGS=--allow-cpu runs them on CPU.
 gpu-check: $(STAMP)
-	$(PY) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
+	$(PY) -m tools.gpu_check $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf runs data_cache .pytest_cache

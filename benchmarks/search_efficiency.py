@@ -43,9 +43,7 @@ from typing import Any
 import torch
 import yaml
 
-sys.path.insert(0, str(Path(__file__).parent))
-import learning_curve as lc  # noqa: E402
-
+from experiments import learning_curve as lc
 from mfclr.config import Config  # noqa: E402
 from mfclr.data import load_dataset  # noqa: E402
 from mfclr.formats.frozen import frozen_from, load_frozen  # noqa: E402

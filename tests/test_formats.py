@@ -90,8 +90,8 @@ def toy() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("cache")
+def cache(tiny_cache: Path) -> Path:
+    return tiny_cache
 
 
 def test_a_registered_format_pretrains_and_embeds_from_its_file(

@@ -1,36 +1,24 @@
-"""`make gpu-check` (benchmarks/gpu_check.py) on a machine without a GPU: its checks report
+"""`make gpu-check` (tools/gpu_check.py) on a machine without a GPU: its checks report
 skipped with a reason, a failing or hanging check is reported failed with its reason and fails the
 run, the parsers judge the figures against the targets, and the step-time table
 (benchmarks/step_times.py) has every bf16 / channels_last / compile combination on CPU."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+import benchmarks.step_times as st
+import tools.gpu_check as gc
+import tools.gpu_check_proc as gc_proc
+
 ROOT = Path(__file__).resolve().parents[1]
-BENCH = ROOT / "benchmarks"
-
-
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    return module
-
-
-gc = _load("gpu_check")
-st = _load("step_times")
 
 
 def _run(stdout: str = "", stderr: str = "", rc: int | None = 0) -> object:
@@ -129,7 +117,7 @@ def test_nvidia_smi_is_polled_while_a_check_runs_on_a_gpu(tmp_path: Path, monkey
     )
     smi.chmod(0o755)
     monkeypatch.setenv("PATH", f"{smi.parent}:{os.environ['PATH']}")
-    proc = _load("gpu_check_proc")
+    proc = gc_proc
     run = proc.run_cmd([sys.executable, "-c", "import time; time.sleep(2)"], ROOT, 60, {}, True)
     assert run.rc == 0 and run.gpu["smi_gpu_util_max"] == 37.0
     assert run.gpu["smi_gpu_mem_used_max_mb"] == 1024.0
@@ -234,7 +222,7 @@ def test_step_time_table_with_torch_compile_on_cpu() -> None:
 
 @pytest.mark.slow
 def test_the_script_runs_the_cuda_tests_selection_on_cpu(tmp_path: Path) -> None:
-    argv = [sys.executable, str(BENCH / "gpu_check.py"), "--allow-cpu", "--only", "cuda_tests",
+    argv = [sys.executable, "-m", "tools.gpu_check", "--allow-cpu", "--only", "cuda_tests",
             "--out", str(tmp_path)]  # fmt: skip
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -4,10 +4,8 @@ the verdict against its target (the full run is minutes: benchmarks/search_effic
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load() -> Any:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location(
-        "search_efficiency", ROOT / "benchmarks" / "search_efficiency.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from benchmarks import search_efficiency
+
+    return search_efficiency
 
 
 se = _load()

@@ -19,14 +19,14 @@ NARROW = "[16, 16, 16, 32, 32, 32, 32, 64, 64, 256]"  # a 256-d SampleCNN (the t
 
 
 @pytest.fixture(scope="module")
-def encoders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def encoders(tmp_path_factory: pytest.TempPathFactory, tiny_cache: Path) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("controls")
-    cfg = tiny_config(tmp / "cache", "train.epochs=1", "mel.n_mels=40", "train.seed=3",
+    cfg = tiny_config(tiny_cache, "train.epochs=1", "mel.n_mels=40", "train.seed=3",
                       f"model.samplecnn.channels={NARROW}")  # fmt: skip
     paths = {
         f: pretrain_local(cfg, f, tmp / f, progress=False)[f] for f in ("audio", "spectrogram")
     }
-    return {"tmp": tmp, **paths}
+    return {"tmp": tmp, "cache": tiny_cache, **paths}
 
 
 def test_a_control_has_its_encoders_frontend_architecture_and_seed(
@@ -47,7 +47,7 @@ def test_the_probe_pairs_each_encoder_with_its_own_control_not_the_configs(
     code, _, err = run_cli("probe", "--encoder", f"audio={encoders['audio']}", "--encoder",
                            f"spectrogram={encoders['spectrogram']}", "--out", str(out),
                            "--preset", "tiny", "--quiet", "--head", "linear",
-                           "--set", f"data.cache_dir={encoders['tmp'] / 'cache'}")  # fmt: skip
+                           "--set", f"data.cache_dir={encoders['cache']}")  # fmt: skip
     assert code == 0, err
     control = load_embeddings(out / "embeddings" / "random-audio.npz")
     assert control.feats["train"].shape[1] == 256  # the config's SampleCNN would give 512

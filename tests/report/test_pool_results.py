@@ -1,8 +1,7 @@
-"""benchmarks/pool_results.py: the pooled paired gain over several runs' results.json."""
+"""experiments/pool_results.py: the pooled paired gain over several runs' results.json."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,15 +10,12 @@ import pytest
 
 from mfclr.report.results import write_results
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "pool_results.py"
-
 
 @pytest.fixture(scope="module")
 def pool_results():
-    spec = importlib.util.spec_from_file_location("pool_results", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from experiments import pool_results
+
+    return pool_results
 
 
 def _run(tmp: Path, name: str, n: int, row_right: int, control_right: int) -> Path:

@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("cache")
+def cache(tiny_cache: Path) -> Path:
+    return tiny_cache
 
 
 SIZES = [(96, 16, 1), (50, 16, 1), (97, 16, 3), (10, 16, 1), (7, 32, 4), (225, 32, 2)]

@@ -25,8 +25,8 @@ from tests.helpers import read_metrics, tiny_config
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("cache")
+def cache(tiny_cache: Path) -> Path:
+    return tiny_cache
 
 
 @pytest.mark.parametrize("fmt", ["audio", "spectrogram"])

@@ -29,8 +29,8 @@ class FakeReport:
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("cache")
+def cache(tiny_cache: Path) -> Path:
+    return tiny_cache
 
 
 def test_the_loop_reports_each_epoch_and_validates_when_due(cache: Path) -> None:

@@ -72,7 +72,7 @@ def test_learning_curve_runs_on_a_labelled_folder(tmp_path: Path) -> None:
 
     root = make_labelled(tmp_path / "music", {"a": 10, "b": 10}, seconds=2.0)
     out = tmp_path / "curve"
-    argv = [sys.executable, str(ROOT / "benchmarks" / "learning_curve.py"), "--preset", "tiny",
+    argv = [sys.executable, "-m", "experiments.learning_curve", "--preset", "tiny",
             "--format", "spectrogram", "--steps", "0,2,4", "--seeds", "0,1", "--out", str(out),
             "--set", "data.probe.kind=folder", "--set", f"data.probe.root={root}",
             "--set", f"data.cache_dir={tmp_path / 'cache'}",
@@ -99,7 +99,7 @@ def test_learning_curve_runs_on_a_labelled_folder(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_speed_of_learning_reports_both_formats_and_the_presets_speed(tmp_path: Path) -> None:
-    argv = [sys.executable, str(ROOT / "benchmarks" / "speed_of_learning.py"), "--preset", "tiny",
+    argv = [sys.executable, "-m", "experiments.speed_of_learning", "--preset", "tiny",
             "--seeds", "0", "--steps", "0,2,4", "--speed-presets", "tiny",
             "--out", str(tmp_path / "out"),
             "--set", f"data.cache_dir={tmp_path / 'cache'}"]  # fmt: skip

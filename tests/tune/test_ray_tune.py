@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -26,16 +25,14 @@ ray = pytest.importorskip("ray")
 
 import faults  # noqa: E402
 from ray import tune  # noqa: E402
-from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 from wandb_files import inspect_run, offline_runs  # noqa: E402
 
-from mfclr.config import load_config  # noqa: E402
 from mfclr.errors import ConfigError  # noqa: E402
 from mfclr.report.document import write_report  # noqa: E402
 from mfclr.train.keys import VAL_METRIC  # noqa: E402
 from mfclr.train.ray import load_checkpoint  # noqa: E402
 from mfclr.tune.halving import planned_epochs  # noqa: E402
-from mfclr.tune.search import best_trial, define_space, trial_config, tune_format  # noqa: E402
+from mfclr.tune.search import best_trial, tune_format  # noqa: E402
 from mfclr.tune.spec import load_sweep  # noqa: E402
 from mfclr.tune.sweep import run_sweep  # noqa: E402
 from mfclr.tune.trial import TuneSink  # noqa: E402
@@ -43,60 +40,6 @@ from mfclr.tune.trial import TuneSink  # noqa: E402
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "sweeps" / "smoke.yaml"
-
-
-def _params() -> dict[str, dict]:
-    spec, _ = load_sweep(SMOKE)
-    return {n: p.model_dump() for n, p in spec.search.space.items()}
-
-
-def _suggest(fmt: str, seed: int, n: int = 3) -> list[dict]:
-    searcher = OptunaSearch(
-        space=partial(define_space, fmt=fmt, params=_params()),
-        metric=VAL_METRIC,
-        mode="max",
-        seed=seed,
-    )
-    return [searcher.suggest(f"t{i}") for i in range(n)]
-
-
-def test_space_is_conditional_on_the_format_and_seeded() -> None:
-    audio, spec = _suggest("audio", 0), _suggest("spectrogram", 0)
-    assert all(c["mask_size"] is None and c["format"] == "audio" for c in audio)
-    assert all(2 <= c["mask_size"] <= 12 for c in spec)
-    # Same keys for every format (W&B group-by), values inside the sweep file's ranges.
-    assert set(audio[0]) == set(spec[0])
-    assert all(
-        0.1 <= c["temperature"] <= 1.0
-        and c["probe_head"] in ("linear", "mlp")
-        and c["projector"] in ("mlp", "linear", "none")
-        for c in audio + spec
-    )
-    assert _suggest("audio", 0) == audio and _suggest("audio", 1) != audio
-
-
-def test_trial_config_maps_names_to_config_keys() -> None:
-    spec, base = load_sweep(SMOKE)
-    cfg = trial_config(
-        base,
-        {"format": "audio", "temperature": 0.2, "mask_size": None, "probe_head": "mlp",
-         "projector": "none"},
-        spec.param_keys(),
-    )  # fmt: skip
-    assert cfg.train.temperature == 0.2 and cfg.train.val_head == "mlp"
-    assert cfg.model.projector == "none" and base.model.projector == "mlp"
-    assert cfg.augment.spectrogram.freq_mask.size == base.augment.spectrogram.freq_mask.size
-    assert load_config(None, "tiny").train.temperature != 0.2
-
-
-def test_resume_with_another_search_space_is_refused(tmp_path: Path) -> None:
-    spec, base = load_sweep(SMOKE)
-    changed, _ = load_sweep(SMOKE, ["search.seed=7"])
-    folder = tmp_path / spec.name
-    folder.mkdir()
-    (folder / "sweep.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json")))
-    with pytest.raises(ConfigError, match="search section differs"):
-        run_sweep(changed, base, tmp_path, resume=True)
 
 
 @pytest.fixture(scope="module")
@@ -141,10 +84,10 @@ def _snapshot(folder: Path) -> dict[str, float]:
 
 
 def test_interrupted_sweep_resumes_without_rerunning_finished_trials(
-    ray_address: str, tmp_path: Path
+    ray_address: str, tmp_path: Path, tiny_cache: Path
 ) -> None:
     out = tmp_path / "sweeps"
-    overrides = [*OVERRIDES, f"data.cache_dir={tmp_path / 'cache'}"]
+    overrides = [*OVERRIDES, f"data.cache_dir={tiny_cache}"]
     cmd = [sys.executable, "-m", "mfclr", "sweep", str(SMOKE), "--out", str(out), "--quiet"]
     for item in overrides:
         cmd += ["--set", item]
@@ -246,11 +189,11 @@ def _check_study_file(sweep: Path, best: dict, n: int) -> None:
 
 
 def test_a_sweep_compares_cross_format_with_separate_training(
-    ray_address: str, tmp_path: Path
+    ray_address: str, tmp_path: Path, tiny_cache: Path
 ) -> None:
     overrides = ["formats=[spectrogram,cross]", "budget.trials=1", "budget.epochs=1",
                  "budget.grace_period=1", "train.max_steps_per_epoch=2", "train.batch_size=8",
-                 "probe.heads=[linear]", f"data.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
+                 "probe.heads=[linear]", f"data.cache_dir={tiny_cache}"]  # fmt: skip
     spec, base = load_sweep(SMOKE, overrides)
     results = run_sweep(spec, base, tmp_path / "sweeps", verbose=0)
     assert set(results["best"]) == {"spectrogram", "cross"}
@@ -272,11 +215,11 @@ def test_a_sweep_compares_cross_format_with_separate_training(
 
 
 def test_a_killed_one_worker_trial_is_retried_from_its_checkpoint(
-    ray_address: str, tmp_path: Path
+    ray_address: str, tmp_path: Path, tiny_cache: Path
 ) -> None:
     overrides = ["formats=[audio]", "budget.trials=1", "budget.epochs=3", "budget.grace_period=3",
                  "train.max_steps_per_epoch=2", "train.batch_size=8", "tracking.wandb=offline",
-                 f"data.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
+                 f"data.cache_dir={tiny_cache}"]  # fmt: skip
     spec, base = load_sweep(SMOKE, overrides)
     assert base.ray.workers == 1 and base.ray.max_failures == 1
     marker, out, storage = tmp_path / "fault-fired", tmp_path / "out", tmp_path / "storage"
@@ -308,13 +251,13 @@ def test_a_killed_one_worker_trial_is_retried_from_its_checkpoint(
 
 
 def test_synchronous_halving_pauses_each_rung_and_spends_the_planned_epochs(
-    ray_address: str, tmp_path: Path
+    ray_address: str, tmp_path: Path, tiny_cache: Path
 ) -> None:
     overrides = ["formats=[audio]", "budget.trials=16", "budget.epochs=6", "budget.grace_period=1",
                  "budget.reduction_factor=4", "budget.scheduler=halving",
                  "budget.max_concurrent_trials=null", "train.max_steps_per_epoch=2",
                  "train.batch_size=8", "tracking.wandb=disabled",
-                 f"data.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
+                 f"data.cache_dir={tiny_cache}"]  # fmt: skip
     spec, base = load_sweep(SMOKE, overrides)
     storage = tmp_path / "storage"
     # Two trials train at once (2 CPUs): rungs complete while another trial is still pausing.
@@ -340,7 +283,7 @@ def test_synchronous_halving_pauses_each_rung_and_spends_the_planned_epochs(
 
 
 def test_a_panel_sweep_pools_its_metric_and_probes_every_dataset(
-    ray_address: str, tmp_path: Path
+    ray_address: str, tmp_path: Path, tiny_cache: Path
 ) -> None:
     """Each trial trains on both datasets of the panel (with a searched step budget), reports the
     mean of their validation metrics with `epochs_done` counting datasets, and the final stage
