@@ -285,8 +285,12 @@ def launcher_config(shipped: dict, user: User, sshd: Sshd, ports: list[int]) -> 
     for flag, port in zip(PORT_FLAGS, ports, strict=True):
         assert head[start].count(flag) == 1, f"cluster-onprem.yaml's head lost {flag}"
         head[start] = head[start].replace(flag, f"{flag.split('=')[0]}={port}")
-    # The venv exists already (its creation is skipped); its installs become a check.
-    check = "~/mfclr-venv/bin/python -c 'import mfclr, ray, torch; print(mfclr.__file__)'"
+    # The venv exists already (its creation is skipped); its installs become a check that it
+    # runs the copy of the repository that `ray up` synced (file_mounts ~/mfclr).
+    check = (
+        "~/mfclr-venv/bin/python -c 'import os, mfclr, ray, torch; "
+        'assert mfclr.__file__.startswith(os.path.expanduser("~/mfclr/")), mfclr.__file__\''
+    )
     installs = [i for i, c in enumerate(cfg["setup_commands"]) if "pip install" in c]
     assert len(installs) == 2, "cluster-onprem.yaml's install commands changed"
     setup = [check if i == installs[0] else c for i, c in enumerate(cfg["setup_commands"])
@@ -296,11 +300,11 @@ def launcher_config(shipped: dict, user: User, sshd: Sshd, ports: list[int]) -> 
     return cfg
 
 
-def drop_control_dir(cluster_name: str) -> None:
+def drop_control_dir(name: str) -> None:
     """Remove the launcher's SSH control-socket folder of this cluster (Ray makes it as
     /tmp/ray_ssh_<user hash>/<cluster hash>; ssh leaves it behind, empty)."""
     digest = lambda text: hashlib.sha256(text.encode()).hexdigest()[:10]
     parent = Path(f"/tmp/ray_ssh_{digest(getpass.getuser())}")
-    shutil.rmtree(parent / digest(cluster_name), ignore_errors=True)
+    shutil.rmtree(parent / digest(name), ignore_errors=True)
     with contextlib.suppress(OSError):
         parent.rmdir()  # only if no other cluster's folder is left in it

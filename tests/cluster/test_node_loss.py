@@ -29,6 +29,7 @@ import re
 import secrets
 import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -65,7 +66,7 @@ class Cluster:
     gcs: int
     env: dict[str, str]
     logs: Path
-    nodes: dict[str, object] = field(default_factory=dict)  # name -> `ray start --block` Popen
+    nodes: dict[str, subprocess.Popen] = field(default_factory=dict)  # `ray start --block`
     folders: list[str] = field(default_factory=list)
 
     def start_victim(self) -> None:
