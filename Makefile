@@ -11,7 +11,7 @@ OUT    ?= runs/demo
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 68719476736
 
-.PHONY: install demo test lint bench gpu-check clean
+.PHONY: install demo test cluster-check lint bench gpu-check clean
 
 install: $(STAMP)
 
@@ -26,6 +26,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# `ray up` of cluster-onprem.yaml on this machine, a sweep submitted as a job, `ray down`
+# (docs/cluster.md, section "The launcher test"); `make test` runs it too. Needs root,
+# openssh-server, openssh-client and rsync, else it is skipped and says which are missing.
+cluster-check: $(STAMP)
+	$(PY) -m pytest -q -rs -m cluster
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check mfclr tests benchmarks

@@ -177,3 +177,48 @@ def test_the_aws_cluster_is_hardened() -> None:
             if "s3:DeleteObject" in st["Action"]:
                 assert st["Resource"] == "arn:aws:s3:::YOUR-BUCKET/mfclr/*"
     assert cfg["setup_commands"][0] == "chmod 600 /home/ray/.ray/auth_token"
+
+
+# ----------------------------------------------------------------------------- on premises
+
+ONPREM = CLUSTER.parent / "cluster-onprem.yaml"
+
+
+def test_onprem_yaml_passes_rays_config_check() -> None:
+    prepared = _check(yaml.safe_load(ONPREM.read_text()))
+    assert prepared["provider"]["type"] == "local"
+    # Every worker listed joins and stays: min = max = the number of worker_ips.
+    (node,) = prepared["available_node_types"].values()
+    assert node["min_workers"] == node["max_workers"] == len(prepared["provider"]["worker_ips"])
+
+
+def test_onprem_yaml_keeps_the_aws_files_promises() -> None:
+    cfg, aws = yaml.safe_load(ONPREM.read_text()), _load()
+    head, worker = (" ".join(cfg[k]) for k in ("head_start_ray_commands",
+                                               "worker_start_ray_commands"))  # fmt: skip
+    # The same token auth and closed dashboard as cluster.yaml; a head that takes work.
+    for cmds in (cfg["head_start_ray_commands"], cfg["worker_start_ray_commands"]):
+        assert "export RAY_AUTH_MODE=token;" in [c for c in cmds if "ray start" in c][0]
+    assert "--dashboard-host=127.0.0.1" in head and "0.0.0.0" not in yaml.safe_dump(cfg)
+    assert "--num-cpus" not in head and "--num-cpus" not in worker
+    assert (
+        cfg["file_mounts"]["~/.ray/auth_token"] == aws["file_mounts"]["/home/ray/.ray/auth_token"]
+    )
+    # mfclr installed in a venv with the stack pinned in pyproject.toml, on every node; the
+    # venv leads the PATH of Ray's commands (`ray down` runs `ray stop` through ~/.bashrc).
+    assert any("pip install" in c and "-e ~/mfclr" in c for c in cfg["setup_commands"])
+    assert any("mfclr-venv/bin:$PATH' >> ~/.bashrc" in c for c in cfg["setup_commands"])
+    assert cfg["file_mounts"]["~/mfclr"] == "." and cfg["rsync_filter"] == [".gitignore"]
+    # No S3, no cloud: nothing of the AWS file's storage or credentials.
+    assert "s3://" not in ONPREM.read_text() and "aws " not in ONPREM.read_text()
+
+
+def test_the_launcher_test_names_what_it_misses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import onprem
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no ssh, no rsync on it
+    reason = onprem.missing()
+    assert reason is not None and "apt-get install " in reason
+    assert "openssh-client" in reason and "rsync" in reason

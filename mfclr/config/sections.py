@@ -37,6 +37,8 @@ FUSION_NAMES: tuple[str, ...] = ("concat", "average", "weighted", "product", "ga
 HEAD_NAMES: tuple[str, ...] = ("linear", "mlp")  # probe-head kinds (mfclr/heads.py ProbeHead)
 # Projection heads g(h) the contrastive loss sees (mfclr/heads.py Projector): SimCLR's ablation.
 PROJECTOR_NAMES: tuple[str, ...] = ("mlp", "linear", "none")
+# Resources Ray defines itself: not custom resources (ray.custom_resources).
+RAY_BUILTIN_RESOURCES: tuple[str, ...] = ("CPU", "GPU", "memory", "object_store_memory")
 # The dataset splits, in order: probes fit on train, choose settings on valid, report on test.
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 
@@ -291,6 +293,26 @@ class RayConfig(_Section):
     # GPUs); 0 keeps every worker on CPU.
     gpus_per_worker: float = Field(1.0, ge=0)
     max_failures: int = Field(1, ge=0)  # worker-group restarts (resume from the checkpoint)
+    # Ray custom resources each worker (a one-worker trial: the trial) also asks for, e.g.
+    # {victim: 1} to place trials on the nodes started with `ray start --resources`.
+    custom_resources: dict[str, float] = {}
+
+    @field_validator("custom_resources")
+    @classmethod
+    def _custom(cls, resources: dict[str, float]) -> dict[str, float]:
+        for name, amount in resources.items():
+            if name in RAY_BUILTIN_RESOURCES or name.startswith("node:"):
+                raise ValueError(
+                    f"'{name}' is not a custom resource; set CPUs and GPUs with "
+                    "ray.cpus_per_worker / ray.gpus_per_worker"
+                )
+            # Ray's own rule: a request above 1 must be whole (fractions share one unit).
+            if amount <= 0 or (amount > 1 and not float(amount).is_integer()):
+                raise ValueError(
+                    f"custom resource '{name}': {amount} is not a valid amount; use a "
+                    "fraction in (0, 1] or a whole number"
+                )
+        return resources
 
 
 class TrackingConfig(_Section):

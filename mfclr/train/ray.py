@@ -237,9 +237,11 @@ def resolve_use_gpu(cfg: Config, use_gpu: bool | None) -> bool:
 
 
 def worker_resources(cfg: Config, gpu: bool) -> dict[str, float]:
-    """What one worker holds: cfg.ray's CPUs, and its GPUs when the run uses GPUs."""
+    """What one worker holds: cfg.ray's CPUs, its GPUs when the run uses GPUs, and its custom
+    resources (which place it on the nodes that have them)."""
     r = cfg.ray
-    return {"CPU": r.cpus_per_worker, **({"GPU": r.gpus_per_worker} if gpu else {})}
+    gpus = {"GPU": r.gpus_per_worker} if gpu else {}
+    return {"CPU": r.cpus_per_worker, **gpus, **r.custom_resources}
 
 
 def finished_result(storage_path: str, name: str, epochs: int) -> ray.train.Result | None:

@@ -15,6 +15,7 @@ Defaults come from the one Config: `resources` sets `ray.*`, `search.metric` set
     budget: {trials: 2, epochs: 3, max_concurrent_trials: 1, grace_period: 1}
                                      # + scheduler: asha (default) | halving, reduction_factor
     resources: {workers: 2, cpus_per_worker: 1, gpus_per_worker: 0}   # -> ray.* config keys
+                                     # + max_failures, custom_resources: {name: amount}
     search:
       metric: knn                    # train.val_metric (valid split): knn | probe
       space:
@@ -160,6 +161,9 @@ class Resources(_Strict):
     cpus_per_worker: float | None = Field(None, gt=0)
     gpus_per_worker: float | None = Field(None, ge=0)
     max_failures: int | None = Field(None, ge=0)
+    # Ray custom resources per worker, e.g. {gpu_box: 1}: trials run only on nodes started with
+    # `ray start --resources '{"gpu_box": N}'` (checked by the config's ray.custom_resources).
+    custom_resources: dict[str, float] | None = None
 
 
 class Search(_Strict):

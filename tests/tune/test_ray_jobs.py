@@ -4,80 +4,35 @@ the nodes this test started stopped (by process id, never `ray stop`)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
 import shutil
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 ray = pytest.importorskip("ray")
-import psutil  # noqa: E402  (Ray vendors it; importing ray puts it on the path)
+from ray_nodes import (  # noqa: E402
+    free_ports,
+    ray_cli,
+    ray_env,
+    short_tmp,
+    start_node,
+    stop_node,
+    sweep_entrypoint,
+)
 from wandb_files import inspect_run, offline_runs  # noqa: E402
 
 pytestmark = pytest.mark.ray
-ROOT = Path(__file__).resolve().parents[2]
-RAY = str(Path(sys.executable).parent / "ray")
-# Token auth is on by default for local clusters since Ray 2.59: CLI clients must opt in too.
-ENV = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def _start_node(args: list[str], log: Path) -> subprocess.Popen:
-    """`ray start --block` as our child: every Ray process of the node descends from it."""
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(
-            [RAY, "start", "--block", "--disable-usage-stats", *args],
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            env=ENV,
-        )
-    end = time.monotonic() + 90
-    while "Ray runtime started" not in log.read_text():
-        assert proc.poll() is None, f"ray start failed: {log.read_text()[-2000:]}"
-        assert time.monotonic() < end, f"ray start timed out: {log.read_text()[-2000:]}"
-        time.sleep(0.5)
-    return proc
-
-
-def _stop_node(proc: subprocess.Popen) -> None:
-    """Terminate the node we started and every process below it; kill what lingers."""
-    try:
-        procs = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return
-    for p in reversed(procs):
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.terminate()
-    _, alive = psutil.wait_procs(procs, timeout=5)
-    for p in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.kill()
-    psutil.wait_procs(alive, timeout=10)
+ENV = ray_env()
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
-    gcs, dash, client, agent_a, agent_b = _free_ports(5)
-    # Short temp dirs: Ray's Unix socket paths must stay under ~107 characters.
-    head_dir, node_dir = (tempfile.mkdtemp(prefix="mfclr-ray-", dir="/tmp") for _ in range(2))
+    gcs, dash, client, agent_a, agent_b = free_ports(5)
+    head_dir, node_dir = short_tmp("mfclr-ray-"), short_tmp("mfclr-ray-")
     logs = Path(head_dir)
     # This cluster's own token, as `ray get-auth-token --generate` makes one: a fresh machine has
     # no ~/.ray/auth_token, and the test must not write into $HOME.
@@ -85,7 +40,7 @@ def cluster() -> Iterator[str]:
     token.write_text(secrets.token_hex(32))
     token.chmod(0o600)
     ENV["RAY_AUTH_TOKEN_PATH"] = str(token)
-    head = _start_node(
+    head = start_node(
         [
             "--head",
             f"--port={gcs}",
@@ -97,10 +52,11 @@ def cluster() -> Iterator[str]:
             f"--temp-dir={head_dir}",
         ],
         logs / "head.log",
+        ENV,
     )
     node = None
     try:
-        node = _start_node(
+        node = start_node(
             [
                 f"--address=127.0.0.1:{gcs}",
                 "--num-cpus=1",
@@ -108,20 +64,19 @@ def cluster() -> Iterator[str]:
                 f"--temp-dir={node_dir}",
             ],
             logs / "node.log",
+            ENV,
         )
         yield f"http://127.0.0.1:{dash}"
     finally:
         for proc in (node, head):
             if proc is not None:
-                _stop_node(proc)
+                stop_node(proc)
         for folder in (head_dir, node_dir):  # session logs of the nodes we started
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _ray_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [RAY, *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout
-    )
+def _ray_cli(*args: str, timeout: float = 60):
+    return ray_cli(*args, env=ENV, timeout=timeout)
 
 
 def test_smoke_sweep_as_a_ray_job_on_two_nodes(cluster: str, tmp_path: Path) -> None:
@@ -142,18 +97,7 @@ def test_smoke_sweep_as_a_ray_job_on_two_nodes(cluster: str, tmp_path: Path) -> 
         "probe.mfcc_baseline=false",
         f"data.cache_dir={cache}",
     ]
-    entry = [
-        sys.executable,
-        "-m",
-        "mfclr",
-        "sweep",
-        "sweeps/smoke.yaml",
-        "--out",
-        str(out),
-        "--quiet",
-    ]
-    for item in overrides:
-        entry += ["--set", item]
+    entry = sweep_entrypoint(out, overrides)
     job_id = f"mfclr-smoke-{os.getpid()}"
     submit = _ray_cli(
         "job",

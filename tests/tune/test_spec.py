@@ -87,6 +87,18 @@ def test_defaults_come_from_the_one_config(tmp_path: Path) -> None:
         load_sweep(_write(tmp_path, data))
 
 
+def test_custom_resources_place_every_worker(tmp_path: Path) -> None:
+    from mfclr.train.ray import worker_resources
+
+    data = _smoke()
+    data["resources"]["custom_resources"] = {"victim": 1}
+    spec, base = load_sweep(_write(tmp_path, data))
+    assert base.ray.custom_resources == spec.resources.custom_resources == {"victim": 1.0}
+    # A one-worker trial asks for them itself; a Ray Train run's every worker asks for them.
+    assert worker_resources(base, gpu=False) == {"CPU": 1.0, "victim": 1.0}
+    assert load_sweep(ROOT / "sweeps" / "smoke.yaml")[1].ray.custom_resources == {}
+
+
 def test_overrides_edit_the_sweep_or_its_config() -> None:
     spec, base = load_sweep(
         ROOT / "sweeps" / "smoke.yaml",
@@ -144,6 +156,9 @@ _DELETE = object()
         ("set", {"train.lr": "fast"}, "train.lr"),
         ("dataset", {"kind": "gtzan"}, "needs a root folder"),
         ("resources/workers", 1.5, "resources.workers"),
+        ("resources/custom_resources", {"GPU": 1}, "'GPU' is not a custom resource"),
+        ("resources/custom_resources", {"victim": 1.5}, "a fraction in (0, 1] or a whole"),
+        ("resources/custom_resources", {"victim": 0}, "'victim': 0.0 is not a valid amount"),
         ("budget/scheduler", "hyperband", "budget.scheduler"),
         # Smoke's max_concurrent_trials 1 < its 2 trials: a paused rung would wait forever.
         ("budget/scheduler", "halving", "the search must propose them all"),
