@@ -7,11 +7,11 @@ STAMP  := $(VENV)/.installed
 OUT    ?= runs/demo
 
 # glibc hands SampleCNN's large activations back to the OS after every step and faults them in
-# again; keeping them mapped makes CPU steps 1.5-1.8x faster (README.md, section Performance).
+# again; keeping them mapped makes CPU steps 1.5-1.8x faster (docs/performance.md).
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 68719476736
 
-.PHONY: install demo test cluster-check lint bench gpu-check clean
+.PHONY: install demo test test-fast cluster-check lint bench gpu-check clean
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# The quick loop while editing: no Ray cluster, no launcher, no end-to-end runs (a few minutes).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not ray and not cluster and not slow"
+
 # `ray up` of cluster-onprem.yaml on this machine, a sweep submitted as a job, `ray down`
 # (docs/cluster.md, section "The launcher test"); `make test` runs it too. Needs root,
 # openssh-server, openssh-client and rsync, else it is skipped and says which are missing.
@@ -34,11 +38,11 @@ cluster-check: $(STAMP)
 	$(PY) -m pytest -q -rs -m cluster
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check mfclr tests benchmarks
-	$(VENV)/bin/ruff format --check mfclr tests benchmarks
+	$(VENV)/bin/ruff check mfclr tests benchmarks experiments tools
+	$(VENV)/bin/ruff format --check mfclr tests benchmarks experiments tools
 
 bench: $(STAMP)
-	$(PY) benchmarks/throughput.py
+	$(PY) -m benchmarks.throughput
 
 # The GPU checks (docs/performance.md, section GPU check): at most 8 minutes on one GPU, one JSON
 # line; without CUDA every check reports skipped. GPU_CHECK_ARGS=--allow-cpu runs them on CPU.

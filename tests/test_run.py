@@ -14,6 +14,9 @@ from mfclr.probe.embed import load_embeddings
 from tests.helpers import read_metrics, run_cli
 
 
+pytestmark = pytest.mark.slow  # a whole `mfclr run` (both formats, compare, cross)
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("run")
