@@ -13,7 +13,6 @@ from mfclr.config import load_config
 from mfclr.probe.embed import load_embeddings
 from tests.helpers import read_metrics, run_cli
 
-
 pytestmark = pytest.mark.slow  # a whole `mfclr run` (both formats, compare, cross)
 
 
