@@ -47,7 +47,7 @@ def _pretrain(cfg: Config, fmt: str, root: Path, progress: bool) -> Path:
 
 
 def _probe(cfg: Config, encoders: dict[str, Path], root: Path) -> dict[str, Any]:
-    from mfclr.report.stage import probe_and_report
+    from mfclr.stage import probe_and_report
 
     from mfclr.formats.frozen import load_frozen
     from mfclr.report.results import read_results
