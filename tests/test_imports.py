@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("mfclr.augment",),
     ("mfclr.formats",),
     ("mfclr.probe",),
+    ("mfclr.api",),
     ("mfclr.tracking",),
     ("mfclr.report",),
     ("mfclr.stage",),
