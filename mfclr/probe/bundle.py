@@ -40,7 +40,7 @@ from mfclr.heads import ProbeHead
 from mfclr.probe.fit import FittedProbe, Standardizer
 from mfclr.probe.fusion import GatedFusion
 from mfclr.probe.mfcc import MFCC
-from mfclr.probe.predictor import FusionPredictor
+from mfclr.probe.predictor import CONCATENATED, POOLED, FusionPredictor
 
 VERSION = ckpt.VERSIONS[ckpt.CLASSIFIER_KIND]
 FILE = "classifier.pt"
@@ -151,6 +151,11 @@ def _load_probe(entry: dict[str, Any], where: str) -> FittedProbe:
 
 def _build(state: dict[str, Any], where: str) -> SavedClassifier:
     fusion = state["fusion"]
+    if fusion["name"] not in CONCATENATED + POOLED:
+        raise CheckpointError(
+            f"classifier '{where}' uses the fusion '{fusion['name']}', which this mfclr does "
+            f"not know ({', '.join(CONCATENATED + POOLED)}); upgrade mfclr"
+        )
     encoders = {f: frozen_from_state(e, f"{where} ({f})") for f, e in state["encoders"].items()}
     probes = [_load_probe(p, where) for p in state["probes"]]
     weights = fusion["weights"]
