@@ -13,7 +13,10 @@ predicts is meaningless, what it costs is a trained demo classifier's: the encod
 cost, and a fused row runs both).
 
     python benchmarks/predict.py --preset demo --files 100 --seconds 30 --rate 22050 \\
-        --threads 2 --out benchmarks/results/predict-demo-cpu.json
+        --threads 2 --out predict.json
+
+docs/performance.md ("Prediction") has three runs on the 2-core CPU
+(benchmarks/results/predict-demo-cpu.jsonl: one run's object per line).
 """
 
 from __future__ import annotations
