@@ -25,6 +25,7 @@ import torch
 from mfclr import checkpoint as ckpt
 from mfclr.config import TrainConfig
 from mfclr.distributed import resolve_device
+from mfclr.errors import ConfigError
 from mfclr.formats.frozen import FrozenEncoder, frozen_from_state
 from mfclr.probe.bundle import load_classifier_file
 from mfclr.probe.predict import Classifier, Embedded, Encoding, embed_files, embed_waveform
@@ -33,7 +34,10 @@ __all__ = ["Classifier", "Encoder", "load_classifier", "load_encoder"]
 
 
 def _device(device: str | torch.device) -> torch.device:
-    return resolve_device(device) if isinstance(device, str) else torch.device(device)
+    """ "auto" (a GPU when one is visible), "cpu", "cuda" or a torch device."""
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device '{device}' asked for, but no GPU is visible; use auto or cpu")
+    return resolve_device(device) if device == "auto" else torch.device(device)
 
 
 class Encoder:

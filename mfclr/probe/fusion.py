@@ -16,6 +16,9 @@ same track everywhere), `labels` maps split -> (n,) int labels. Every choice a s
 - `gated`    model level: a small learned layer over the frozen embeddings (per-format projection,
              a softmax gate over formats, then the head), trained like a probe; its info reports
              the mean gate weight of each format on test.
+
+Each built-in strategy returns what it fitted as a `FusionPredictor` (predictor.py) and computes
+its test probabilities through it: a saved classifier (bundle.py) predicts through the same one.
 """
 
 from __future__ import annotations
