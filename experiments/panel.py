@@ -47,10 +47,9 @@ def _pretrain(cfg: Config, fmt: str, root: Path, progress: bool) -> Path:
 
 
 def _probe(cfg: Config, encoders: dict[str, Path], root: Path) -> dict[str, Any]:
-    from mfclr.stage import probe_and_report
-
     from mfclr.formats.frozen import load_frozen
     from mfclr.report.results import read_results
+    from mfclr.stage import probe_and_report
 
     material = {"encoders": {f: str(p) for f, p in sorted(encoders.items())},
                 "probe": cfg.probe.model_dump(mode="json"), "mel": cfg.mel.model_dump(mode="json"),

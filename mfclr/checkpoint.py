@@ -9,6 +9,8 @@ Two kinds:
 - `mfclr.encoder`: the frozen encoder alone, exported for probing and embedding, with what is
   needed to use it without the config that made it (architecture and frontend specs, format,
   sample rate, crop length, label names).
+- `mfclr.classifier`: a probe row made usable (`classifier.pt`, see mfclr/probe/bundle.py): its
+  frozen encoders, fusion, heads and standardisers, label names, chunking; versioned on its own.
 A file of a later version than this mfclr's is refused in one line.
 """
 
@@ -32,9 +34,12 @@ __all__ = [
 
 PRETRAIN_KIND = "mfclr.pretrain"
 ENCODER_KIND = "mfclr.encoder"
+CLASSIFIER_KIND = "mfclr.classifier"
 # 3: every part carries its frontend spec; 2: every format's weights under "parts"; 1: one
 # format's weights at the top level.
 VERSION = 3
+# The newest version of each kind this mfclr reads.
+VERSIONS = {PRETRAIN_KIND: VERSION, ENCODER_KIND: VERSION, CLASSIFIER_KIND: 1}
 _PART_KEYS = ("encoder_spec", "encoder", "projector")
 
 
@@ -101,11 +106,11 @@ def load(path: str | Path, kind: str, fmt: str | None = None) -> dict[str, Any]:
         ) from None
     if not isinstance(obj, dict) or "kind" not in obj:
         raise CheckpointError(f"checkpoint '{path}' is not an mfclr checkpoint (no 'kind' key)")
-    version = obj.get("version", 1)
-    if not isinstance(version, int) or version > VERSION:
+    version, newest = obj.get("version", 1), VERSIONS.get(obj["kind"], VERSION)
+    if not isinstance(version, int) or not 1 <= version <= newest:
         raise CheckpointError(
-            f"checkpoint '{path}' has version {version!r}, newer than this mfclr reads "
-            f"({VERSION}); upgrade mfclr"
+            f"checkpoint '{path}' ({obj['kind']}) has version {version!r}, which this mfclr "
+            f"does not read (1 to {newest}); upgrade mfclr or re-create the file"
         )
     obj = _upgrade(obj)
     if obj["kind"] == PRETRAIN_KIND and kind == ENCODER_KIND:

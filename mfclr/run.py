@@ -4,6 +4,8 @@ OUT/config.yaml, OUT/run.json
 OUT/pretrain/<format>/...      one run folder per format (see train/local.py)
 OUT/embeddings/*.npz           track embeddings with labels (trained and random-init)
 OUT/results.json, results.md   the variants table (test split)
+OUT/classifier.pt              the row chosen on valid, usable (`mfclr predict`); with --seeds N
+                               one per OUT/seed-<s>/
 """
 
 from __future__ import annotations

@@ -95,3 +95,19 @@ def test_the_readmes_benchmark_commands_parse() -> None:
     for argv in commands:
         argv = [a for a in argv if not a.startswith("[")]  # `[--compile]`: optional
         throughput.parse_args(argv)
+
+
+def test_the_predict_benchmark_times_every_stage(tmp_path: Path) -> None:
+    """benchmarks/predict.py in a tiny setting: 3 files of 2 s, both tiny encoders (random)."""
+    out = tmp_path / "predict.json"
+    argv = [sys.executable, str(ROOT / "benchmarks" / "predict.py"), "--preset=tiny", "--files=3",
+            "--seconds=2", "--threads=1", f"--out={out}"]  # fmt: skip
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result == json.loads(proc.stdout.strip().splitlines()[-1])
+    stages = [result[f"seconds_{k}"] for k in ("decode", "embed", "head")]
+    assert all(_positive(s) for s in stages) and sum(stages) <= result["seconds_total"]
+    assert result["chunks"] == 3 * 2 * 2  # 3 files x 2 formats x two 1 s crops of a 2 s file
+    assert result["clips_per_s"] == pytest.approx(3 / result["seconds_total"])
+    assert result["classifier"] == "random tiny" and set(result["encoders"]) == set(FORMATS)

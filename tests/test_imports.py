@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("mfclr.augment",),
     ("mfclr.formats",),
     ("mfclr.probe",),
+    ("mfclr.api",),
     ("mfclr.tracking",),
     ("mfclr.report",),
     ("mfclr.stage",),
@@ -33,6 +34,7 @@ LAYERS: list[tuple[str, ...]] = [
 RAY_ALLOWED = (
     "mfclr.train.ray",
     "mfclr.tune.halving",
+    "mfclr.tune.panel",
     "mfclr.tune.search",
     "mfclr.tune.study",
     "mfclr.tune.sweep",

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from mfclr import signals
 from mfclr.config import DATASET_KINDS, SPLITS, Config, load_config
-from mfclr.errors import ConfigError
+from mfclr.errors import ConfigError, DataError
 from mfclr.io import check_writable_dir
 from mfclr.locks import folder_lock
 from mfclr.report.markdown import results_table
@@ -22,6 +23,9 @@ def _config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Co
     overrides = list(args.overrides)
     if args.strict:
         overrides.append("data.strict=true")
+    extra = dict(extra or {})
+    if getattr(args, "save_row", None):  # a row name is taken as written, never parsed as YAML
+        extra["probe.save_row"] = args.save_row
     cfg = load_config(args.config, args.preset, overrides or None)
     return cfg.with_overrides(extra) if extra else cfg
 
@@ -45,6 +49,15 @@ def _cmd_run(args: argparse.Namespace) -> None:
     print(f"\ncheckpoints: {args.out / 'pretrain'}/<format>/ (encoder.pt, checkpoints/last.pt)")
     print(f"embeddings:  {result['embeddings']}")
     print(f"results:     {result['results_json']}  {result['results_md']}")
+    _print_classifier(result, args.out)
+
+
+def _print_classifier(result: dict[str, Any], out: Path) -> None:
+    if result.get("classifier"):
+        print(f"classifier:  {result['classifier']} (row {result['classifier_row']}; "
+              f"mfclr predict --model {result['classifier']} PATH...)")  # fmt: skip
+    elif result.get("seeds"):
+        print(f"classifiers: {out}/seed-<s>/classifier.pt (one per seed)")
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> None:
@@ -140,26 +153,28 @@ def _cmd_probe(args: argparse.Namespace) -> None:
     result = probe_and_report(cfg, encoders, args.out, facts={"checkpoints": checkpoints})
     _print_table(result)
     print(f"\nresults: {result['results_json']}  {result['results_md']}")
+    _print_classifier(result, args.out)
 
 
 def _cmd_embed(args: argparse.Namespace) -> None:
-    import torch
-
     from mfclr.data import load_dataset
+    from mfclr.distributed import resolve_device
     from mfclr.formats.frozen import load_frozen
     from mfclr.probe.embed import embed_splits, save_embeddings
 
-    cfg = _config(args)
     if args.out.is_dir():
         raise ConfigError(
             f"--out '{args.out}' is a folder; embed writes one .npz file: "
             f"pass a file path such as {args.out / 'embeddings.npz'}"
         )
+    if args.paths:
+        return _embed_files(args)
+    cfg = _config(args)
     check_writable_dir(args.out.parent, "the folder of --out")
     fmt, path = args.encoder
     frozen = load_frozen(path, fmt)
     data = load_dataset(cfg.data, "probe")
-    feats = embed_splits(frozen, data, cfg, torch.device("cpu"))
+    feats = embed_splits(frozen, data, cfg, resolve_device(args.device))
     save_embeddings(
         args.out,
         feats,
@@ -169,6 +184,63 @@ def _cmd_embed(args: argparse.Namespace) -> None:
         {"format": frozen.fmt, "encoder": str(path)},
     )
     print(f"embeddings: {args.out} ({', '.join(f'{s} {v.shape}' for s, v in feats.items())})")
+
+
+def _embed_files(args: argparse.Namespace) -> None:
+    """`mfclr embed --encoder E PATH... --out F.npz`: one row per usable file."""
+    import numpy as np
+
+    from mfclr.api import load_encoder
+    from mfclr.probe.embed import save_embeddings
+
+    if args.preset or args.config or args.overrides:
+        raise ConfigError("--preset, --config and --set configure the dataset mode of embed; "
+                          "drop them when embedding files (PATH...)")  # fmt: skip
+    check_writable_dir(args.out.parent, "the folder of --out")
+    fmt, path = args.encoder
+    enc = load_encoder(path, device=args.device, fmt=fmt)
+    got = enc.embed_files(args.paths, strict=args.strict, progress=not args.quiet)
+    if not got.paths:
+        raise DataError(f"none of the {len(got.skipped)} audio files could be used")
+    n = len(got.paths)
+    meta = {"format": enc.format, "encoder": str(path), "sample_rate": enc.sample_rate,
+            "max_chunks": enc.encoding.max_chunks, "mode": "files",
+            "skipped": [[s.path, s.reason] for s in got.skipped]}  # fmt: skip
+    save_embeddings(args.out, {"files": got.feats[enc.format]},
+                    {"files": np.full(n, -1)}, [], {"files": got.paths}, meta)  # fmt: skip
+    print(f"embeddings: {args.out} (files {got.feats[enc.format].shape}; "
+          f"{len(got.skipped)} skipped)")  # fmt: skip
+
+
+def _cmd_predict(args: argparse.Namespace) -> None:
+    from mfclr.api import load_classifier
+    from mfclr.report.predictions import (
+        check_out,
+        predictions_table,
+        summary_line,
+        write_predictions,
+    )
+
+    if args.out is not None:
+        check_out(args.out)
+        check_writable_dir(args.out.parent, "the folder of --out")
+    clf = load_classifier(args.model, device=args.device)
+    got = clf.predict_files(args.paths, strict=args.strict, batch_size=args.batch_size,
+                            progress=not args.quiet)  # fmt: skip
+    skipped = [(s.path, s.reason, s.message) for s in got.skipped]
+    if not got.paths:
+        raise DataError(f"none of the audio files could be used ({summary_line(0, skipped)})")
+    top = got.top(min(args.top_k, len(clf.label_names)))
+    row = clf.saved.meta["row"]
+    print(f"\n{args.model}: row {row['name']}/{row['head']}, {len(clf.label_names)} labels\n")
+    print(predictions_table(got.paths, top))
+    seconds = ", ".join(f"{k} {v:.1f} s" for k, v in got.seconds.items())
+    print(f"\n{summary_line(len(got.paths), skipped)} ({seconds})")
+    if args.out is not None:
+        model = {"path": str(args.model), **clf.saved.meta}
+        write_predictions(args.out, got.paths, top, got.probs.tolist(), clf.label_names,
+                          skipped, model)  # fmt: skip
+        print(f"predictions: {args.out}")
 
 
 def _cmd_data(args: argparse.Namespace) -> None:
@@ -212,6 +284,7 @@ COMMANDS = {
     "sweep": _cmd_sweep,
     "probe": _cmd_probe,
     "embed": _cmd_embed,
+    "predict": _cmd_predict,
     "data": _cmd_data,
     "config": _cmd_config,
     "report": _cmd_report,

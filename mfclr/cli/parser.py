@@ -28,6 +28,7 @@ examples:
   mfclr run --preset demo --out runs/demo      pretrain both formats, probe, print the table
   mfclr data info --preset demo                tracks per class and split, what was skipped
   mfclr report runs/demo                       report.md with plots of a finished run
+  mfclr predict --model runs/demo/classifier.pt song.wav album/   genres of your own audio
   mfclr config show --preset demo              every setting, with its default
 
 Run `mfclr COMMAND --help` for one command's options.
@@ -57,6 +58,15 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="stop on a missing or corrupt audio file instead of skipping it",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _save_row(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--save-row",
+        metavar="NAME/HEAD",
+        help="the table row saved as classifier.pt beside results.json, e.g. fused/linear or "
+        "random-init/mlp (probe.save_row; default: the best row on valid with trained encoders)",
+    )
 
 
 def _override_resume(p: argparse.ArgumentParser) -> None:
@@ -209,14 +219,25 @@ def _add_sweep(sub: Subparsers) -> None:
 
 
 def _add_embed_and_probe(sub: Subparsers) -> None:
-    p = sub.add_parser("embed", help="export track embeddings (with labels) of a frozen encoder")
+    p = sub.add_parser(
+        "embed", help="export track embeddings of a frozen encoder: a dataset's, or your files'"
+    )
     p.add_argument("--encoder", required=True, type=_encoder_arg, help="encoder.pt or last.pt")
+    p.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        metavar="PATH",
+        help="audio files or folders (walked recursively) to embed instead of the configured "
+        "dataset; chunked as the encoder's run probed (its train.max_eval_chunks)",
+    )
     p.add_argument(
         "--out",
         required=True,
         type=_out_path,
         help="the .npz file to write (not an existing folder)",
     )
+    _device(p)
     _common(p)
 
     p = sub.add_parser("probe", help="probe frozen encoders: fusion x head variants")
@@ -239,9 +260,41 @@ def _add_embed_and_probe(sub: Subparsers) -> None:
         "--out",
         required=True,
         type=_out_path,
-        help="the output folder: embeddings/*.npz, results.json, results.md",
+        help="the output folder: embeddings/*.npz, results.json, results.md, classifier.pt",
     )
+    _save_row(p)
     _common(p)
+
+
+def _device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where the encoders run (auto: a GPU when one is visible)")  # fmt: skip
+
+
+def _add_predict(sub: Subparsers) -> None:
+    p = sub.add_parser("predict", help="genres of your own audio files with a saved classifier")
+    p.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH",
+        help="audio files or folders (walked recursively for .wav .flac .mp3 .ogg .au)",
+    )  # fmt: skip
+    p.add_argument(
+        "--model",
+        required=True,
+        type=Path,
+        help="a classifier.pt (written beside results.json by mfclr run, probe and sweep)",
+    )
+    p.add_argument("--top-k", type=_positive, default=3, help="labels shown per file (3)")
+    p.add_argument("--out", type=Path, help="also write the predictions to a .csv or .json file")
+    p.add_argument(
+        "--strict", action="store_true",
+        help="stop at the first corrupt, empty or too-short file instead of skipping it",
+    )  # fmt: skip
+    _device(p)
+    p.add_argument(
+        "--batch-size", type=_positive, default=None,
+        help="chunks per forward batch (default: the probe's, which reproduces its table)",
+    )  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _add_run_and_report(sub: Subparsers) -> None:
@@ -250,8 +303,8 @@ def _add_run_and_report(sub: Subparsers) -> None:
         "--out",
         required=True,
         type=_out_path,
-        help="the run folder: pretrain/<format>/, embeddings/, results.json, results.md "
-        "(rerun to resume)",
+        help="the run folder: pretrain/<format>/, embeddings/, results.json, results.md, "
+        "classifier.pt (rerun to resume)",
     )
     p.add_argument(
         "--formats",
@@ -267,6 +320,7 @@ def _add_run_and_report(sub: Subparsers) -> None:
         help="repeat pretraining with N seeds (train.seed, +1, ...) into OUT/seed-<s>/ and "
         "report mean ± std over them",
     )
+    _save_row(p)
     _override_resume(p)
     _common(p)
 
@@ -286,6 +340,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in (_add_config_and_data, _add_pretrain, _add_sweep, _add_embed_and_probe,
-                _add_run_and_report):  # fmt: skip
+                _add_predict, _add_run_and_report):  # fmt: skip
         add(sub)
     return parser

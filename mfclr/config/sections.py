@@ -263,6 +263,10 @@ class ProbeConfig(_Section):
     # A row of MFCC statistics (mean and std of 20 coefficients over the whole track) under the
     # same probe: the classic baseline every trained row is compared with (delta_vs_mfcc).
     mfcc_baseline: bool = True
+    # The row saved as classifier.pt beside results.json (`mfclr run`, `mfclr probe`, a sweep's
+    # final stage), "NAME/HEAD" as the table names it: "fused/linear", "random-init/mlp".
+    # None: the row with the best valid accuracy among those with trained encoders.
+    save_row: str | None = None
 
     @model_validator(mode="after")
     def _known_names(self) -> ProbeConfig:
@@ -278,6 +282,12 @@ class ProbeConfig(_Section):
                 )
         if not self.heads:  # no fusion is fine (single formats only); no head gives no row
             raise ValueError(f"probe.heads is empty; list at least one of {', '.join(HEAD_NAMES)}")
+        name, _, head = (self.save_row or "/").rpartition("/")
+        if self.save_row is not None and (not name or head not in self.heads):
+            raise ValueError(
+                f"probe.save_row '{self.save_row}' must be NAME/HEAD with HEAD one of "
+                f"probe.heads ({', '.join(self.heads)}), e.g. fused/{self.heads[0]}"
+            )
         if self.linear_solver == "lbfgs" and (not self.l2s or min(self.l2s) <= 0):
             # l2 = 0 has no optimum on separable data: L-BFGS would run the weights to infinity.
             raise ValueError(f"probe.l2s must be a non-empty list of numbers > 0, got {self.l2s}")

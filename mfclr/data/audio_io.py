@@ -109,6 +109,32 @@ def _decode(path: Path) -> tuple[np.ndarray, int]:
         ) from None
 
 
+def check_decoded(where: str | Path, data: np.ndarray) -> None:
+    """AudioError naming `where` for decoded samples (T, C) that hold no audio or NaN/inf."""
+    if data.size == 0:
+        raise audio_error(where, "empty", "holds no audio (0 samples): delete it or re-copy it")
+    if not np.isfinite(data).all():
+        raise audio_error(
+            where, "non-finite", "contains NaN or infinite samples: re-export it or delete it"
+        )
+
+
+def decode_raw(path: str | Path) -> tuple[np.ndarray, int]:
+    """The file's float32 samples (T, C) at its own rate, and that rate; AudioError for a
+    missing, corrupt, truncated, empty or non-finite file."""
+    path = Path(path)
+    data, rate = _decode(path)
+    check_decoded(path, data)
+    return data, rate
+
+
+def mono_at(data: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
+    """float32 (T, C) at `rate` Hz -> float32 mono (T',) at `sample_rate`: the channels
+    averaged, then resampled (what every decoded track goes through)."""
+    mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+    return resample(np.ascontiguousarray(mono), rate, sample_rate)
+
+
 def read_audio(
     path: str | Path,
     sample_rate: int,
@@ -125,13 +151,7 @@ def read_audio(
     non-finite file.
     """
     path = Path(path)
-    data, rate = _decode(path)
-    if len(data) == 0:
-        raise audio_error(path, "empty", "holds no audio (0 samples): delete it or re-copy it")
-    if not np.isfinite(data).all():
-        raise audio_error(
-            path, "non-finite", "contains NaN or infinite samples: re-export it or delete it"
-        )
+    data, rate = decode_raw(path)
     if require_rate is not None and rate != require_rate:
         raise audio_error(
             path,
@@ -145,10 +165,8 @@ def read_audio(
             "channels",
             f"has {channels} channels, {dataset} is mono: downmix it or run without --strict",
         )
-    mono = data[:, 0] if channels == 1 else data.mean(axis=1, dtype=np.float32)
-    samples = resample(np.ascontiguousarray(mono), rate, sample_rate)
     return DecodedAudio(
-        samples=samples,
+        samples=mono_at(data, rate, sample_rate),
         resampled=rate != sample_rate,
         downmixed=channels > 1,
         source_rate=rate,

@@ -32,6 +32,7 @@ from mfclr.data.store import (
     INDEX,
     DamagedCache,
     PreparedDataset,
+    full_scale,
     open_prepared,
     split_index,
     to_int16,
@@ -147,16 +148,16 @@ class _Builder:
     def below_full_scale(self, path: Path, samples: np.ndarray) -> np.ndarray:
         """Samples peaking above full scale (a float file, or a resampler's overshoot) scaled
         down to it, counted as normalised: int16 would otherwise hard-clip them."""
-        peak = float(np.max(np.abs(samples))) if len(samples) else 0.0
+        scaled, peak = full_scale(samples)
         if peak <= 1.0:
-            return samples
+            return scaled
         self.counts["normalised"] += 1
         db = 20 * math.log10(peak)
         if db > OVER_FULL_SCALE_WARN_DB:
             self.loud.append(SkippedFile(str(path), "normalised",
                 f"{path}: peaks at +{db:.1f} dBFS, above full scale; scaled down by {db:.1f} dB "
                 "in the cache instead of clipping"))  # fmt: skip
-        return samples * np.float32(1.0 / peak)
+        return scaled
 
     def build_split(self, name: str) -> dict[str, Any]:
         offsets, lengths, labels, ids, pos = [], [], [], [], 0

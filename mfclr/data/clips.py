@@ -2,7 +2,8 @@
 
 `PairDataset` gives two independent random crops of a track (the positive pair of the "random
 crop" augmentation); `iter_track_chunks` gives all non-overlapping chunks of each track for
-track-level embeddings; `make_loader` wraps a dataset in a seeded DataLoader.
+track-level embeddings (`track_chunks`: those of one track held in memory); `make_loader` wraps
+a dataset in a seeded DataLoader.
 """
 
 from __future__ import annotations
@@ -60,6 +61,17 @@ def chunk_starts(length: int, crop_samples: int, max_chunks: int) -> np.ndarray:
     # floor, not round: round-half-even could bring two neighbours one sample too close.
     starts = np.floor(centres - crop_samples / 2).astype(np.int64)
     return np.clip(starts, 0, max(length - crop_samples, 0))
+
+
+def track_chunks(samples: np.ndarray, crop_samples: int, max_chunks: int) -> np.ndarray:
+    """float32 chunks (k, crop_samples) of one track (T,) outside a split, cut as
+    `iter_track_chunks` cuts a cached track (`chunk_starts`; zero-padded past its end)."""
+    starts = chunk_starts(len(samples), crop_samples, max_chunks)
+    out = np.zeros((len(starts), crop_samples), np.float32)
+    for row, start in zip(out, starts, strict=True):
+        piece = samples[int(start) : int(start) + crop_samples]
+        row[: len(piece)] = piece
+    return out
 
 
 def iter_track_chunks(

@@ -24,6 +24,23 @@ def to_int16(samples: np.ndarray) -> np.ndarray:
     return np.clip(np.round(samples * INT16_SCALE), -32768, 32767).astype(np.int16)
 
 
+def full_scale(samples: np.ndarray) -> tuple[np.ndarray, float]:
+    """float32 (T,) scaled down to full scale when it peaks above it (a float file, or a
+    resampler's overshoot: int16 would hard-clip it), and the peak before scaling."""
+    peak = float(np.max(np.abs(samples))) if len(samples) else 0.0
+    return (samples if peak <= 1.0 else samples * np.float32(1.0 / peak)), peak
+
+
+def as_cached(samples: np.ndarray) -> np.ndarray:
+    """float32 (T,) -> float32 (T,) exactly as a track reads back from the cache: scaled to
+    full scale, quantised to int16 and read as `Split.crop` reads it. Files decoded outside a
+    dataset (`mfclr predict`, the Python API) pass through it, so they meet the encoder as the
+    probe's tracks did."""
+    out = to_int16(full_scale(samples)[0]).astype(np.float32)
+    out *= 1.0 / INT16_SCALE
+    return out
+
+
 @dataclass
 class Split:
     """One split's tracks in one flat int16 file.

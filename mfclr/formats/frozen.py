@@ -65,28 +65,54 @@ class FrozenEncoder:
 
 def load_frozen(path: str | Path, fmt: str | None = None) -> FrozenEncoder:
     """An exported encoder (or a pretraining checkpoint) as a FrozenEncoder."""
-    state = ckpt.load(path, ckpt.ENCODER_KIND, fmt)
+    return frozen_from_state(ckpt.load(path, ckpt.ENCODER_KIND, fmt), str(path))
+
+
+def frozen_from_state(state: dict[str, Any], source: str) -> FrozenEncoder:
+    """The FrozenEncoder of an exported-encoder dict (an encoder.pt's, or one inside a saved
+    classifier); `source` names where it came from in messages."""
     encoder = encoder_from_spec(state["encoder_spec"])
-    ckpt.load_state_strict(encoder, state["encoder"], f"encoder in '{path}'")
+    ckpt.load_state_strict(encoder, state["encoder"], f"encoder in '{source}'")
     front = state.get("frontend_spec")
     config = state.get("config") or {}
     if front is None:  # a version-2 file: the frontend from the config saved inside it
         try:
             front = frontend_spec(state["format"], build_config(config))
         except ConfigError as err:
-            raise CheckpointError(f"encoder '{path}' holds no frontend and {err}") from None
+            raise CheckpointError(f"encoder '{source}' holds no frontend and {err}") from None
+    seed = state.get("seed", (config.get("train") or {}).get("seed", 0))
     return FrozenEncoder(
         state["format"],
         encoder.eval(),
         frontend_from_spec(front),
         state["sample_rate"],
         state["crop_samples"],
-        str(path),
+        source,
         encoder_spec=state["encoder_spec"],
         frontend_spec=front,
-        seed=int((config.get("train") or {}).get("seed", 0)),
+        seed=int(seed),
         label_names=list(state.get("label_names") or []) or None,
     )
+
+
+def encoder_state(frozen: FrozenEncoder) -> dict[str, Any]:
+    """`frozen` as an exported-encoder dict (what `frozen_from_state` reads back): its specs,
+    its weights as CPU tensors, rate, crop, seed and label names; plain values otherwise, so a
+    file holding it loads with `torch.load(weights_only=True)`."""
+    weights = {k: v.detach().cpu().clone() for k, v in frozen.encoder.state_dict().items()}
+    return {
+        "kind": ckpt.ENCODER_KIND,
+        "version": ckpt.VERSION,
+        "format": frozen.fmt,
+        "encoder_spec": frozen.encoder_spec,
+        "frontend_spec": frozen.frontend_spec,
+        "encoder": weights,
+        "sample_rate": int(frozen.sample_rate),
+        "crop_samples": int(frozen.crop_samples),
+        "seed": int(frozen.seed),
+        "source": frozen.source,
+        "label_names": list(frozen.label_names or []),
+    }
 
 
 def frozen_from(fmt: str, encoder: nn.Module, cfg: Config, source: str) -> FrozenEncoder:

@@ -66,11 +66,14 @@ class FittedProbe:
 
     `info`: lr, weight_decay, best_epoch (L-BFGS: solver, l2, iterations), valid_accuracy,
     valid_loss, head, dim, grid (one entry per grid point with its own valid scores).
+    `spec`: what rebuilds `model` for its saved weights (a saved classifier, probe/bundle.py):
+    {"module": "head" | "gated", "kwargs": {...}}; empty when unknown.
     """
 
     model: nn.Module
     standardizer: Standardizer
     info: dict[str, Any] = field(default_factory=dict)
+    spec: dict[str, Any] = field(default_factory=dict)
 
     @torch.no_grad()
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
@@ -363,11 +366,14 @@ def fit_probe(
     Labels are int class indices in [0, n_classes). Deterministic for a given cfg.seed; the
     global torch RNG state is left untouched.
     """
-    build = lambda: make_head(head, int(train_x.shape[1]), n_classes, cfg.hidden_dim)
+    kwargs = {"kind": head, "in_dim": int(train_x.shape[1]), "n_classes": n_classes,
+              "hidden_dim": cfg.hidden_dim}  # fmt: skip
+    build = lambda: ProbeHead(**kwargs)
     solver = cfg.linear_solver if head == "linear" else "adam"
     probe = fit_model(
         train_x, train_y, valid_x, valid_y,
         build=build, n_classes=n_classes, cfg=cfg, device=device, solver=solver,
     )  # fmt: skip
     probe.info = {"head": head, "dim": int(train_x.shape[1]), **probe.info}
+    probe.spec = {"module": "head", "kwargs": kwargs}
     return probe

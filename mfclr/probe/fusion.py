@@ -16,6 +16,9 @@ same track everywhere), `labels` maps split -> (n,) int labels. Every choice a s
 - `gated`    model level: a small learned layer over the frozen embeddings (per-format projection,
              a softmax gate over formats, then the head), trained like a probe; its info reports
              the mean gate weight of each format on test.
+
+Each built-in strategy returns what it fitted as a `FusionPredictor` (predictor.py) and computes
+its test probabilities through it: a saved classifier (bundle.py) predicts through the same one.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from torch import nn
 from mfclr.config import SPLITS, ProbeConfig
 from mfclr.errors import ConfigError, DataError
 from mfclr.probe.fit import FittedProbe, fit_model, fit_probe, make_head
+from mfclr.probe.predictor import FusionPredictor, each_format
 
 Features = dict[str, dict[str, np.ndarray]]
 Labels = dict[str, np.ndarray]
@@ -44,10 +48,13 @@ WEIGHT_STEP = 0.1
 @dataclass
 class FusionResult:
     """`probs`: test-split class probabilities (n_test, C), rows sum to 1. `info`: JSON-able
-    description (fusion, formats, dim, valid_accuracy, probe settings, weights, ...)."""
+    description (fusion, formats, dim, valid_accuracy, probe settings, weights, ...).
+    `predictor`: what was fitted, which computed `probs` and predicts new tracks (None for a
+    strategy registered elsewhere that does not say)."""
 
     probs: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
+    predictor: FusionPredictor | None = None
 
 
 class FusionFn(Protocol):
@@ -174,7 +181,9 @@ def concat(
         "valid_accuracy": probe.info["valid_accuracy"],
         "probe": probe.info,
     }
-    return FusionResult(probs=probe.predict_proba(x["test"]), info=info)
+    predictor = FusionPredictor("concat", formats, [probe])
+    test = predictor.predict_proba({f: features[f]["test"] for f in formats})
+    return FusionResult(probs=test, info=info, predictor=predictor)
 
 
 def _per_format(
@@ -184,12 +193,8 @@ def _per_format(
     return formats, [_probe(features[f], labels, head, cfg, n, device) for f in formats]
 
 
-def _predict_each(
-    features: Features, formats: list[str], probes: list[FittedProbe], split: str
-) -> np.ndarray:
-    """(n_formats, n, C): each format's probe applied to its own features of `split`."""
-    pairs = zip(formats, probes, strict=True)
-    return np.stack([p.predict_proba(features[f][split]) for f, p in pairs])
+def _split(features: Features, split: str) -> dict[str, np.ndarray]:
+    return {f: by_split[split] for f, by_split in features.items()}
 
 
 def _decision_info(
@@ -203,8 +208,9 @@ def _decision_info(
     }
 
 
-def _pooling_fusion(name: str, pool: Callable[[np.ndarray], np.ndarray], doc: str) -> FusionFn:
-    """Register a decision-level fusion: one probe per format, `pool` (K, n, C) -> (n, C)."""
+def _pooling_fusion(name: str, doc: str) -> FusionFn:
+    """Register a decision-level fusion: one probe per format, their (K, n, C) probabilities
+    pooled to (n, C) by `FusionPredictor.pool`."""
 
     def fusion(
         features: Features,
@@ -216,32 +222,23 @@ def _pooling_fusion(name: str, pool: Callable[[np.ndarray], np.ndarray], doc: st
         device: str = "cpu",
     ) -> FusionResult:
         formats, probes = _per_format(features, labels, head, cfg, n_classes, device)
-        valid = pool(_predict_each(features, formats, probes, "valid"))
-        test = pool(_predict_each(features, formats, probes, "test"))
+        predictor = FusionPredictor(name, formats, probes)
+        valid = predictor.predict_proba(_split(features, "valid"))
+        test = predictor.predict_proba(_split(features, "test"))
         info = _decision_info(name, formats, features, probes)
         info["valid_accuracy"] = _accuracy(valid, labels["valid"])
-        return FusionResult(probs=test, info=info)
+        return FusionResult(probs=test, info=info, predictor=predictor)
 
     fusion.__doc__ = doc
     return register_fusion(name)(fusion)
 
 
-def _geometric_mean(probs: np.ndarray) -> np.ndarray:
-    """(K, n, C) probabilities -> (n, C): softmax of the mean log-probability over K."""
-    logp = np.log(np.clip(probs, 1e-12, None)).mean(axis=0)
-    logp -= logp.max(axis=1, keepdims=True)
-    p = np.exp(logp)
-    return p / p.sum(axis=1, keepdims=True)
-
-
 average = _pooling_fusion(
     "average",
-    lambda probs: probs.mean(axis=0),
     "Decision level: one probe per format, unweighted mean of their class probabilities.",
 )
 product = _pooling_fusion(
     "product",
-    _geometric_mean,
     "Decision level: one probe per format, the normalised product of their probabilities.",
 )
 
@@ -270,8 +267,7 @@ def weighted(
     reported valid accuracy is optimistic; test is untouched.
     """
     formats, probes = _per_format(features, labels, head, cfg, n_classes, device)
-    valid = _predict_each(features, formats, probes, "valid")
-    test = _predict_each(features, formats, probes, "test")
+    valid = each_format(formats, probes, _split(features, "valid"))
     y = labels["valid"]
     uniform = np.full(len(formats), 1 / len(formats))
 
@@ -283,7 +279,9 @@ def weighted(
     info = _decision_info("weighted", formats, features, probes)
     info["weights"] = {f: float(w) for f, w in zip(formats, best, strict=True)}
     info["valid_accuracy"] = -key(best)[0]
-    return FusionResult(probs=np.tensordot(best, test, axes=1), info=info)
+    predictor = FusionPredictor("weighted", formats, probes, best)
+    test = predictor.predict_proba(_split(features, "test"))
+    return FusionResult(probs=test, info=info, predictor=predictor)
 
 
 # ----------------------------------------------------------------------------- model level
@@ -353,13 +351,13 @@ def gated(
     dims = [int(features[f]["train"].shape[1]) for f in formats]
     x = {s: np.concatenate([features[f][s] for f in formats], axis=1) for s in SPLITS}
 
-    def build() -> nn.Module:
-        return GatedFusion(dims, n_classes, head, cfg.hidden_dim, cfg.hidden_dim)
-
+    kwargs = {"dims": dims, "n_classes": n_classes, "head": head, "proj_dim": cfg.hidden_dim,
+              "hidden_dim": cfg.hidden_dim}  # fmt: skip
     probe = fit_model(
         x["train"], labels["train"], x["valid"], labels["valid"],
-        build=build, n_classes=n_classes, cfg=cfg, device=device,
+        build=lambda: GatedFusion(**kwargs), n_classes=n_classes, cfg=cfg, device=device,
     )  # fmt: skip
+    probe.spec = {"module": "gated", "kwargs": kwargs}
     gates = {s: mean_gate_weights(probe, x[s]) for s in ("valid", "test")}
     info = {
         "fusion": "gated",
@@ -371,4 +369,6 @@ def gated(
         "valid_gate_weights": {f: float(w) for f, w in zip(formats, gates["valid"], strict=True)},
         "probe": {"head": head, "dim": sum(dims), **probe.info},
     }
-    return FusionResult(probs=probe.predict_proba(x["test"]), info=info)
+    predictor = FusionPredictor("gated", formats, [probe])
+    test = predictor.predict_proba(_split(features, "test"))
+    return FusionResult(probs=test, info=info, predictor=predictor)

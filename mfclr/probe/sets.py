@@ -92,6 +92,13 @@ def data_for(
     return other
 
 
+def embedding_file(kind: str, fmt: str) -> str:
+    """The file name of set `kind`'s `fmt` embeddings: audio.npz, random-audio.npz,
+    cross-audio.npz, random-cross-audio.npz."""
+    prefix = "" if kind == "trained" else f"{kind}-".replace(f"{CONTROL}-", "random-")
+    return f"{prefix}{fmt}.npz"
+
+
 def embed_sets(
     cfg: Config, sets: Sets, data: PreparedDataset, datasets: Datasets, out_dir: Path,
     device: torch.device,
@@ -105,9 +112,8 @@ def embed_sets(
             log.info("embedding %s tracks with the %s %s encoder", data.name, kind, fmt)
             own = data_for(frozen, cfg, data, datasets)
             feats[kind][fmt] = embed_splits(frozen, own, cfg, device)
-            prefix = "" if kind == "trained" else f"{kind}-".replace(f"{CONTROL}-", "random-")
             save_embeddings(
-                out_dir / "embeddings" / f"{prefix}{fmt}.npz", feats[kind][fmt], labels,
+                out_dir / "embeddings" / embedding_file(kind, fmt), feats[kind][fmt], labels,
                 data.label_names, {s: data.splits[s].track_ids for s in SPLITS},
                 {"format": fmt, "encoder": frozen.source, "encoders": kind,
                  "sample_rate": frozen.sample_rate},

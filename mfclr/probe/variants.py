@@ -22,22 +22,31 @@ from mfclr.config import SPLITS, Config
 from mfclr.data import Datasets
 from mfclr.data.store import PreparedDataset
 from mfclr.formats.frozen import CONTROL, FrozenEncoder
+from mfclr.probe.bundle import check_save_row
 from mfclr.probe.fusion import get_fusion
 from mfclr.probe.metrics import classification_metrics
 from mfclr.probe.mfcc import MFCC, mfcc_features
+from mfclr.probe.predictor import FusionPredictor
 from mfclr.probe.sets import check_label_sets, embed_sets, is_control, with_controls
 from mfclr.probe.stats import accuracy_ci, paired_delta
 
 log = logging.getLogger(__name__)
 
 
+Variant = tuple[str, str, str, list[str]]  # (encoder set, row name, fusion, formats)
+
+
 @dataclass
 class ProbeTable:
     """The probe rows (plain dicts, see mfclr/report/results.py) and the dataset's facts:
-    dataset (name), test_tracks, label_names."""
+    dataset (name), test_tracks, label_names. In memory only (never in results.json), what a
+    saved classifier needs: `fitted` (row name, head) -> the row's FusionPredictor, and `sets`
+    encoder set -> format -> FrozenEncoder (the MFCC row has neither)."""
 
     rows: list[dict[str, Any]]
     facts: dict[str, Any] = field(default_factory=dict)
+    fitted: dict[tuple[str, str], FusionPredictor] = field(default_factory=dict)
+    sets: dict[str, dict[str, FrozenEncoder]] = field(default_factory=dict)
 
 
 def dataset_facts(data: PreparedDataset) -> dict[str, Any]:
@@ -90,39 +99,52 @@ def evaluate(
     device = device or torch.device("cpu")
     datasets = datasets or Datasets()
     data = datasets.get(cfg.data, "probe")
-    labels = {s: data.splits[s].labels for s in SPLITS}
     sets = {k: v for k, v in {"trained": encoders, **(extra or {})}.items() if v}
     check_label_sets(sets)
     control_of: dict[str, str] = {}
     if cfg.probe.random_init_control:
         sets, control_of = with_controls(sets)
+    variants = [(kind, _row_name(kind, name), fusion, fmts)
+                for kind, encs in sets.items()
+                for name, fusion, fmts in _variants(cfg, sorted(encs))]  # fmt: skip
+    if cfg.probe.mfcc_baseline:
+        variants.append((MFCC, MFCC, "none", [MFCC]))
+    # A row to save that the table will not have fails now, not after the embedding.
+    check_save_row(cfg.probe.save_row, [(v[1], h, v[0]) for h in cfg.probe.heads for v in variants])
     feats = embed_sets(cfg, sets, data, datasets, out_dir, device)
-    variants = []
-    for kind, encs in sets.items():
-        for name, fusion, fmts in _variants(cfg, sorted(encs)):
-            variants.append((kind, _row_name(kind, name), fusion, fmts))
     if cfg.probe.mfcc_baseline:
         log.info("MFCC statistics of the whole %s tracks (the feature baseline)", data.name)
         feats[MFCC] = {MFCC: mfcc_features(data, cfg.mel)}
-        variants.append((MFCC, MFCC, "none", [MFCC]))
-    rows = []
+    table = ProbeTable([], dataset_facts(data), sets=sets)
     for head in cfg.probe.heads:
-        for kind, name, fusion, fmts in variants:
-            sub = {f: feats[kind][f] for f in fmts}
-            result = get_fusion("concat" if fusion == "none" else fusion)(
-                sub, labels, head, cfg.probe, len(data.label_names)
-            )
-            metrics = classification_metrics(labels["test"], result.probs, data.label_names)
-            correct = (result.probs.argmax(axis=1) == labels["test"]).astype(int)
-            paired = {"control_set": control_of[kind]} if kind in control_of else {}
-            rows.append({"name": name, "fusion": fusion, "head": head, "formats": fmts,
-                         "encoders": kind, "valid_accuracy": result.info.get("valid_accuracy"),
-                         **metrics, "accuracy_ci95": list(accuracy_ci(correct)),
-                         "test_correct": correct.tolist(), "probe_info": result.info,
-                         **paired})  # fmt: skip
-            log.info("%-18s %-7s accuracy %.3f  macro mAP %.3f", name, head,
-                     metrics["accuracy"], metrics["macro_map"])  # fmt: skip
-    return ProbeTable(add_control_deltas(rows), dataset_facts(data))
+        for variant in variants:
+            table.rows.append(_probe_row(cfg, variant, head, feats, data, control_of, table))
+    table.rows = add_control_deltas(table.rows)
+    return table
+
+
+def _probe_row(
+    cfg: Config, variant: Variant, head: str, feats: dict[str, dict[str, dict[str, np.ndarray]]],
+    data: PreparedDataset, control_of: dict[str, str], table: ProbeTable,
+) -> dict[str, Any]:  # fmt: skip
+    """Fit one variant under one head (settings on valid), score it on test; its fitted
+    predictor goes to `table.fitted`."""
+    kind, name, fusion, fmts = variant
+    labels = {s: data.splits[s].labels for s in SPLITS}
+    result = get_fusion("concat" if fusion == "none" else fusion)(
+        {f: feats[kind][f] for f in fmts}, labels, head, cfg.probe, len(data.label_names)
+    )
+    if result.predictor is not None:
+        table.fitted[(name, head)] = result.predictor
+    metrics = classification_metrics(labels["test"], result.probs, data.label_names)
+    correct = (result.probs.argmax(axis=1) == labels["test"]).astype(int)
+    paired = {"control_set": control_of[kind]} if kind in control_of else {}
+    log.info("%-18s %-7s accuracy %.3f  macro mAP %.3f", name, head,
+             metrics["accuracy"], metrics["macro_map"])  # fmt: skip
+    return {"name": name, "fusion": fusion, "head": head, "formats": fmts, "encoders": kind,
+            "valid_accuracy": result.info.get("valid_accuracy"), **metrics,
+            "accuracy_ci95": list(accuracy_ci(correct)), "test_correct": correct.tolist(),
+            "probe_info": result.info, **paired}  # fmt: skip
 
 
 def add_control_deltas(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

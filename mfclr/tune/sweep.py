@@ -7,7 +7,8 @@ Layout under the storage root (a local folder or s3://...; default the output fo
                                       Train run, checkpoint_*)
 and in the local sweep folder <out>/<sweep>/: sweep.yaml, config.yaml, best/<format>.pt,
 study-<format>.log (each format's Optuna study: `optuna-dashboard <file>`; see tune/study.py),
-embeddings/, results.json, results.md (copied to the storage root when it is remote).
+embeddings/, results.json, results.md, classifier.pt (the row chosen on valid, or
+`--set probe.save_row=NAME/HEAD`; copied to the storage root when it is remote, as the results).
 
 Interruption: Ctrl-C (SIGINT) makes Tune save the experiment state; `mfclr sweep FILE --resume`
 restores it: finished trials are not run again, unfinished ones resume from their last checkpoint
@@ -69,7 +70,8 @@ def finish_sweep(
     if is_remote(storage):  # the local sweep folder may be a job's ephemeral working dir
         best_files = [f"best/{Path(p).name}" for b in best.values() for p in b["encoders"].values()]
         studies = [Path(b["study"]).name for b in best.values()]
-        for name in ["results.json", "results.md", *best_files, *studies]:
+        saved = ["classifier.pt"] if result.get("classifier") else []
+        for name in ["results.json", "results.md", *saved, *best_files, *studies]:
             pyarrow.fs.copy_files(str(out / name), f"{storage}/{spec.name}/{name}")
     return result
 
@@ -145,3 +147,5 @@ def print_summary(result: dict[str, Any], file: Any = sys.stdout) -> None:
             print(f"pooled {key.replace('_', ' ')}:\n{table}\n", file=file)
     print("\n" + best_trials_table(result["best"], VAL_METRIC), file=file)
     print(f"results: {result['results_json']}  {result['results_md']}", file=file)
+    if result.get("classifier"):
+        print(f"classifier: {result['classifier']} (row {result['classifier_row']})", file=file)

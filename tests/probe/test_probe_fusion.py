@@ -96,7 +96,7 @@ def test_weighted_puts_weight_on_the_informative_format() -> None:
 
 
 def test_product_is_the_normalised_geometric_mean_of_the_probes() -> None:
-    from mfclr.probe.fusion import _geometric_mean
+    from mfclr.probe.predictor import geometric_mean as _geometric_mean
 
     p = np.array([[[0.5, 0.5, 0.0]], [[0.9, 0.05, 0.05]]])
     root = np.sqrt([0.5 * 0.9, 0.5 * 0.05])

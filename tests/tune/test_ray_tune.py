@@ -33,9 +33,10 @@ from mfclr.train.keys import VAL_METRIC  # noqa: E402
 from mfclr.train.ray import load_checkpoint  # noqa: E402
 from mfclr.tune.halving import planned_epochs  # noqa: E402
 from mfclr.tune.search import best_trial, tune_format  # noqa: E402
-from mfclr.tune.spec import load_sweep  # noqa: E402
+from mfclr.tune.spec import final_stage_config, load_sweep  # noqa: E402
 from mfclr.tune.sweep import run_sweep  # noqa: E402
 from mfclr.tune.trial import TuneSink  # noqa: E402
+from tests.helpers import check_classifier_reproduces_its_row  # noqa: E402
 
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,6 +157,9 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(
     last = json.loads(logged.strip().splitlines()[-1])
     assert best[VAL_METRIC] == pytest.approx(last[VAL_METRIC])
     assert "Best trial per format" in (sweep / "results.md").read_text()
+    # The final stage saved the row chosen on valid; `mfclr predict` reproduces it track by track.
+    assert results["classifier"] == str(sweep / "classifier.pt")
+    check_classifier_reproduces_its_row(sweep, final_stage_config(spec, base), tmp_path)
     _check_study_file(sweep, best, 2)
     # Each trial's W&B run kept one id over the interruption and logged each epoch at most once,
     # in order, up to the last. (The interrupted trial's process is killed: a row that its W&B
