@@ -33,7 +33,7 @@ COMPARE_PREFIXES: tuple[str, ...] = (
 )  # fmt: skip
 # The fusion strategies of mfclr/probe/fusion.py's registry (a test keeps the two equal): the
 # config checks names here, without importing torch.
-FUSION_NAMES: tuple[str, ...] = ("concat", "average", "weighted", "product", "gated")
+FUSION_NAMES: tuple[str, ...] = ("concat", "scaled", "average", "weighted", "product", "gated")
 HEAD_NAMES: tuple[str, ...] = ("linear", "mlp")  # probe-head kinds (mfclr/heads.py ProbeHead)
 # Projection heads g(h) the contrastive loss sees (mfclr/heads.py Projector): SimCLR's ablation.
 PROJECTOR_NAMES: tuple[str, ...] = ("mlp", "linear", "none")

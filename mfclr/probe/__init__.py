@@ -18,6 +18,7 @@ from mfclr.probe.fusion import (
     register_fusion,
 )
 from mfclr.probe.metrics import classification_metrics
+from mfclr.probe.scaled import scaled  # noqa: F401 (registers the `scaled` fusion)
 
 __all__ = [
     "FUSIONS",

@@ -336,14 +336,18 @@ def fit_model(
     cfg: ProbeConfig,
     device: str | torch.device = "cpu",
     solver: str = "adam",
+    scale: np.ndarray | None = None,
 ) -> FittedProbe:
-    """Check the splits, standardise with train statistics, then `fit_grid` the model that
+    """Check the splits, standardise with train statistics (then multiply column j by
+    `scale[j]`: a weight the penalty sees as 1 / scale^2), then `fit_grid` the model that
     `build()` makes for (n, D) standardised inputs -> (n, n_classes) logits."""
     _check_split(train_x, train_y, "train", n_classes)
     _check_split(valid_x, valid_y, "valid", n_classes)
     if valid_x.shape[1] != train_x.shape[1]:
         raise DataError(f"valid features have {valid_x.shape[1]} dims, train {train_x.shape[1]}")
     std = Standardizer.fit(train_x)
+    if scale is not None:  # folded into the standardiser: prediction needs nothing else
+        std = Standardizer(mean=std.mean, std=std.std / np.asarray(scale, dtype=np.float64))
     model, info = fit_grid(
         (std(train_x), train_y), (std(valid_x), valid_y), build, cfg, device, solver
     )
@@ -360,8 +364,10 @@ def fit_probe(
     n_classes: int,
     cfg: ProbeConfig,
     device: str | torch.device = "cpu",
+    scale: np.ndarray | None = None,
 ) -> FittedProbe:
-    """Fit a probe head on train (n_train, D), choosing lr x weight_decay on valid (n_valid, D).
+    """Fit a probe head on train (n_train, D), choosing lr x weight_decay on valid (n_valid, D);
+    `scale` (D,) weights the standardised columns (see `fit_model`).
 
     Labels are int class indices in [0, n_classes). Deterministic for a given cfg.seed; the
     global torch RNG state is left untouched.
@@ -372,7 +378,7 @@ def fit_probe(
     solver = cfg.linear_solver if head == "linear" else "adam"
     probe = fit_model(
         train_x, train_y, valid_x, valid_y,
-        build=build, n_classes=n_classes, cfg=cfg, device=device, solver=solver,
+        build=build, n_classes=n_classes, cfg=cfg, device=device, solver=solver, scale=scale,
     )  # fmt: skip
     probe.info = {"head": head, "dim": int(train_x.shape[1]), **probe.info}
     probe.spec = {"module": "head", "kwargs": kwargs}

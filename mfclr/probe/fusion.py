@@ -122,8 +122,10 @@ _FITTED_MAX = 32
 
 
 def _fit_key(x: dict[str, np.ndarray], labels: Labels, head: str, cfg: ProbeConfig, n: int,
-             device: str) -> str:  # fmt: skip
+             device: str, scale: np.ndarray | None = None) -> str:  # fmt: skip
     h = hashlib.blake2b(f"{head}|{n}|{device}|{cfg.model_dump_json()}".encode(), digest_size=16)
+    if scale is not None:
+        h.update(np.ascontiguousarray(scale, dtype=np.float64).data)
     for split in ("train", "valid"):
         for a in (x[split], labels[split]):
             a = np.ascontiguousarray(a)
@@ -133,15 +135,16 @@ def _fit_key(x: dict[str, np.ndarray], labels: Labels, head: str, cfg: ProbeConf
 
 
 def _probe(
-    x: dict[str, np.ndarray], labels: Labels, head: str, cfg: ProbeConfig, n: int, device: str
-) -> FittedProbe:
-    key = _fit_key(x, labels, head, cfg, n, device)
+    x: dict[str, np.ndarray], labels: Labels, head: str, cfg: ProbeConfig, n: int, device: str,
+    scale: np.ndarray | None = None,
+) -> FittedProbe:  # fmt: skip
+    key = _fit_key(x, labels, head, cfg, n, device, scale)
     if key in _FITTED:
         _FITTED.move_to_end(key)
         return _FITTED[key]
     probe = fit_probe(
         x["train"], labels["train"], x["valid"], labels["valid"],
-        head=head, n_classes=n, cfg=cfg, device=device,
+        head=head, n_classes=n, cfg=cfg, device=device, scale=scale,
     )  # fmt: skip
     _FITTED[key] = probe
     while len(_FITTED) > _FITTED_MAX:

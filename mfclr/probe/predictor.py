@@ -16,7 +16,7 @@ from mfclr.probe.fit import FittedProbe
 
 # Fusions whose one probe reads the formats concatenated (sorted order); the others pool one
 # probe per format at the decision level.
-CONCATENATED = ("concat", "gated")
+CONCATENATED = ("concat", "scaled", "gated")
 POOLED = ("average", "weighted", "product")
 
 

@@ -58,6 +58,7 @@ def _state(result: Any, formats: list[str], head: str) -> dict[str, Any]:
         ("weighted", "linear", ["audio", "spectrogram"]),
         ("product", "mlp", ["audio", "spectrogram"]),
         ("gated", "linear", ["audio", "spectrogram"]),
+        ("scaled", "linear", ["audio", "spectrogram"]),
     ],
 )
 def test_a_saved_row_predicts_exactly_as_the_table(
