@@ -38,12 +38,14 @@ log = logging.getLogger("experiments.panel")
 PANEL = Path(__file__).resolve().parents[1] / "panels" / "real.yaml"
 
 
-def _pretrain(cfg: Config, fmt: str, root: Path, progress: bool) -> Path:
+def _pretrain(cfg: Config, fmt: str, root: Path, progress: bool) -> dict[str, Path]:
+    """The encoder(s) of one pretraining (two for cross), trained once per fingerprint."""
+    from mfclr.formats import components
     from mfclr.train.local import pretrain_local
 
-    fp = fingerprint(cfg.for_format(fmt).to_dict(), [fmt])
+    fp = fingerprint(cfg.for_format(fmt).to_dict(), components(fmt, cfg))
     run_dir = root / "pretrain" / f"{fmt}-{fp}-s{cfg.train.seed}"
-    return pretrain_local(cfg, fmt, run_dir, progress=progress)[fmt]
+    return pretrain_local(cfg, fmt, run_dir, progress=progress)
 
 
 def _probe(cfg: Config, encoders: dict[str, Path], root: Path) -> dict[str, Any]:
@@ -72,9 +74,9 @@ def run_dataset(
         cfg = base.with_overrides({**entry["set"], "train.seed": seed})
         root = out / name
         encoders = {}
-        for fmt in formats:
+        for fmt in formats:  # cross: its two encoders are the table's trained ones
             log.info("== %s seed %d: %s", name, seed, fmt)
-            encoders[fmt] = _pretrain(cfg, fmt, root, progress)
+            encoders |= _pretrain(cfg, fmt, root, progress)
         log.info("== %s seed %d: probe", name, seed)
         results.append(_probe(cfg, encoders, root))
     return results
