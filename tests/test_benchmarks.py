@@ -1,5 +1,5 @@
 """The throughput benchmark runs end to end in a tiny configuration and prints one JSON object
-with every figure the README quotes (no timing thresholds: the machine is shared)."""
+with every figure docs/performance.md quotes (no timing thresholds: the machine is shared)."""
 
 from __future__ import annotations
 
@@ -84,13 +84,14 @@ def test_make_exports_the_allocator_settings_the_benchmark_checks() -> None:
     assert exported == _load_script().MALLOC_ENV
 
 
-def test_the_readmes_benchmark_commands_parse() -> None:
+def test_the_documented_benchmark_commands_parse() -> None:
     import shlex
 
     throughput = _load_script()
-    readme = (ROOT / "README.md").read_text()
-    lines = [ln.split("#")[0] for ln in readme.splitlines() if "benchmarks/throughput.py " in ln]
-    commands = [shlex.split(ln.split("benchmarks/throughput.py", 1)[1]) for ln in lines]
+    doc = (ROOT / "docs" / "performance.md").read_text()
+    lines = [ln.split("#")[0] for ln in doc.splitlines() if "benchmarks.throughput " in ln]
+    # A command ends at the line's end or at the backtick closing inline code.
+    commands = [shlex.split(ln.split("benchmarks.throughput", 1)[1].split("`")[0]) for ln in lines]
     assert len(commands) >= 2 and any("--device" in c for c in commands)  # the GPU one too
     for argv in commands:
         argv = [a for a in argv if not a.startswith("[")]  # `[--compile]`: optional

@@ -3,8 +3,9 @@
 A shift of s semitones scales every frequency by f = 2**(s/12) and keeps the length and tempo.
 We approximate f by a small fraction p/q (at most 4 cents off, see `semitone_ratio`), resample
 by q/p with a cached `torchaudio.transforms.Resample(p, q)` (short sinc kernels; `torchaudio.
-functional.pitch_shift` builds huge kernels at 22.05 kHz, see notes/perf.md) and time-stretch by
-the inverse factor with a phase vocoder, so the length comes back to T.
+functional.pitch_shift` builds huge kernels at 22.05 kHz, where a tiny gcd of the two rates
+makes a long sinc kernel) and time-stretch by the inverse factor with a phase vocoder, so the
+length comes back to T.
 
 Cost: the order is picked so the phase vocoder always sees the shorter signal (up: resample then
 stretch; down: stretch then resample). The vocoder works in (batch, frames, freq) layout with one

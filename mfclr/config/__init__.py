@@ -9,6 +9,7 @@ module holds `Config` and how one is built, loaded and saved. Neither imports to
 from __future__ import annotations
 
 import copy
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,8 @@ from mfclr.config.sections import (  # noqa: F401 (re-exported: one import path)
 )
 from mfclr.errors import ConfigError
 from mfclr.io import atomic_write_text
+
+log = logging.getLogger(__name__)
 
 
 class Config(_Section):
@@ -321,7 +324,11 @@ def load_config(
     if path:
         layer = read_yaml(path)
         train = layer.get("train")
-        _one_budget(train, f"config file '{path}'")
+        if isinstance(train, dict) and None not in (train.get("steps"), train.get("epochs")):
+            # A run's saved config.yaml holds both (the epochs derived from the steps).
+            log.info("config file '%s' sets train.steps (%s) and train.epochs (%s): the step "
+                     "budget counts, the epochs are derived from it", path, train["steps"],
+                     train["epochs"])  # fmt: skip
         if isinstance(train, dict) and {"steps", "epochs"} & set(train):
             data["per_format"] = without_budgets(data["per_format"])
         data = _merge(data, layer)
@@ -338,7 +345,7 @@ def load_config(
 
 
 def _one_budget(train: Any, where: str) -> None:
-    """One layer names one budget: steps and epochs together would leave one silently unused."""
+    """--set names one budget: steps and epochs together would leave one silently unused."""
     if isinstance(train, dict) and None not in (train.get("steps"), train.get("epochs")):
         raise ConfigError(
             f"{where} sets both train.steps and train.epochs; set one: steps (a budget in "

@@ -11,7 +11,10 @@ SHOWN = 4  # differing keys named in a refusal before "and N more"
 
 
 def _under(key: str, prefixes: tuple[str, ...]) -> bool:
-    return any(key == p or (p.endswith(".") and key.startswith(p)) for p in prefixes)
+    """`key` is one of `prefixes`, or lies in a section "x." (the section's own key included: an
+    empty section flattens to it)."""
+    return any(key == p or key == p.rstrip(".") or (p.endswith(".") and key.startswith(p))
+               for p in prefixes)  # fmt: skip
 
 
 def changes(old: dict[str, Any], new: dict[str, Any], allowed: tuple[str, ...] = ()

@@ -245,7 +245,7 @@ class ProbeConfig(_Section):
     # How the linear head is fitted: "lbfgs" solves the L2-regularised cross-entropy to
     # convergence (multinomial logistic regression, SimCLR's linear evaluation), one fit per
     # `l2s` value; "adam" trains it like the MLP head (the lrs x weight_decays grid, early
-    # stopping on valid), which under-fits the 1024-d concatenation (docs/recipe.md). The MLP
+    # stopping on valid), which under-fitted the 1024-d concatenation (measured at 0079041). The MLP
     # head and the gated fusion always use Adam.
     linear_solver: Literal["adam", "lbfgs"] = "lbfgs"
     # L2 penalty 0.5 * l2 * |W|^2 on the mean cross-entropy, chosen on valid (lbfgs only);
@@ -254,8 +254,8 @@ class ProbeConfig(_Section):
     lbfgs_max_iter: int = Field(500, ge=1)
     # What valid picks the epoch and grid point by: accuracy (ties: lower loss) or the loss
     # alone, which is smoother and less optimistic on small valid splits. "auto": the loss for
-    # L-BFGS fits (l2), accuracy for Adam fits (epoch and grid point), as measured in
-    # docs/recipe.md ("The linear probe as logistic regression").
+    # L-BFGS fits (l2), accuracy for Adam fits (epoch and grid point): by accuracy, one valid
+    # track in 640 moved an l2 choice worth 2.7 test points (measured at 0079041).
     select: Literal["auto", "accuracy", "loss"] = "auto"
     batch_size: int = Field(64, ge=1)
     seed: int = 0

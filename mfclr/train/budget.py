@@ -1,8 +1,9 @@
 """The pretraining budget in optimiser steps (`train.steps`) turned into whole epochs.
 
 An epoch budget gives a small dataset few steps: 14 epochs are 350 steps on 800 tracks but 98 on
-225, and the learning curves (docs/recipe.md) dip below the random-init control before they rise
-above it, so a recipe tuned at 350 steps says nothing about the same recipe at 98. With
+225, and learning curves on small data (measured at 0079041) dip below the random-init control
+before they rise above it, so a recipe tuned at 350 steps says nothing about the same recipe at
+98. With
 `train.steps` set, every dataset gets (at least) that many steps: `train.epochs` becomes the
 fewest whole epochs that hold them, and the loop, its checkpoints, resume and the reports stay
 epoch-based.

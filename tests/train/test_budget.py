@@ -10,6 +10,7 @@ from torch.utils.data import DistributedSampler
 
 from mfclr.config import load_config
 from mfclr.data import Datasets
+from mfclr.errors import ConfigError
 from mfclr.train.budget import epochs_for, resolve_epochs, steps_per_epoch
 from mfclr.train.local import pretrain_local
 from mfclr.train.loop import load_batches
@@ -71,8 +72,8 @@ def test_the_budget_named_last_wins() -> None:
     assert demo.train.steps == 350
     epochs = load_config(preset="demo", overrides=["train.epochs=5"])
     assert (epochs.train.steps, epochs.train.epochs) == (None, 5)
-    both = load_config(preset="demo", overrides=["train.epochs=5", "train.steps=20"])
-    assert (both.train.steps, both.train.epochs) == (20, 5)
+    with pytest.raises(ConfigError, match="sets both train.steps and train.epochs"):
+        load_config(preset="demo", overrides=["train.epochs=5", "train.steps=20"])
     audio = load_config(preset="demo", overrides=["per_format.audio.train.epochs=3"])
     assert audio.train.steps == 350 and audio.for_format("spectrogram").train.steps == 700
     assert (audio.for_format("audio").train.steps, audio.for_format("audio").train.epochs) == (
