@@ -113,7 +113,9 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(
             proc.kill()
     assert proc.returncode == 130, stderr[-2000:]
     assert "1 of 2 trials finished" in stderr and "--resume" in stderr
-    assert "Traceback" not in stderr and "core dumped" not in stderr
+    # One mfclr line, no core dump (a trial's own log, which Ray forwards, may show its teardown).
+    mfclr_lines = [ln for ln in stderr.splitlines() if ln.startswith("mfclr:")]
+    assert len(mfclr_lines) == 1 and "core dumped" not in stderr and "Aborted" not in stderr
     assert not (sweep / "results.json").exists()
     # The study file says where the sweep stopped: trial 1 done, trial 2 waiting for --resume.
     storage = optuna.storages.JournalStorage(
