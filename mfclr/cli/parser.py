@@ -91,11 +91,11 @@ def _formats(text: str) -> list[str]:
 
 
 def _pretrain_format(text: str) -> str:
-    if text not in pretrain_names():
-        raise argparse.ArgumentTypeError(
-            f"unknown format {text!r}; choose from {', '.join(pretrain_names())}"
-        )
-    return text
+    """One pretraining format."""
+    items = _formats(text)
+    if len(items) != 1:
+        raise argparse.ArgumentTypeError(f"--format takes one format, got {text!r}")
+    return items[0]
 
 
 def _non_negative(text: str) -> int:

@@ -46,11 +46,19 @@ ENCODERS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+def add_to(
+    registry: dict[str, Callable[..., nn.Module]], name: str, build: Callable[..., nn.Module],
+    what: str,
+) -> None:  # fmt: skip
+    """Register `build` under `name`; the same constructor twice is a no-op, another an error."""
+    if registry.get(name, build) is not build:
+        raise ValueError(f"{what} '{name}' is already registered")
+    registry[name] = build
+
+
 def register_encoder(arch: str, build: Callable[..., nn.Module]) -> None:
-    """Add an architecture; registering the same constructor twice is a no-op."""
-    if ENCODERS.get(arch, build) is not build:
-        raise ValueError(f"encoder architecture '{arch}' is already registered")
-    ENCODERS[arch] = build
+    """Add an architecture (a format defined outside mfclr)."""
+    add_to(ENCODERS, arch, build, "encoder architecture")
 
 
 def build_from_spec(

@@ -23,7 +23,7 @@ import torchaudio
 from torch import Tensor, nn
 
 from mfclr.config import MelConfig
-from mfclr.encoders import build_from_spec
+from mfclr.encoders import add_to, build_from_spec
 
 # On CPU, a batched STFT of many 5 s clips falls out of cache (twice as slow per clip as
 # clip by clip, measured): chunk it there.
@@ -104,10 +104,8 @@ FRONTENDS: dict[str, Callable[..., nn.Module]] = {
 
 
 def register_frontend(name: str, build: Callable[..., nn.Module]) -> None:
-    """Add a frontend; registering the same constructor twice is a no-op."""
-    if FRONTENDS.get(name, build) is not build:
-        raise ValueError(f"frontend '{name}' is already registered")
-    FRONTENDS[name] = build
+    """Add a frontend (a format defined outside mfclr)."""
+    add_to(FRONTENDS, name, build, "frontend")
 
 
 def logmel_spec(mel: MelConfig, sample_rate: int) -> dict[str, Any]:
