@@ -136,6 +136,11 @@ def _under(key: str, prefixes: tuple[str, ...]) -> bool:
                for p in prefixes)  # fmt: skip
 
 
+# Keys added after fingerprints were first written, with the behaviour they had before they
+# existed: hashed only when set otherwise, so every earlier run keeps its fingerprint.
+ADDED_KEYS: dict[str, Any] = {"model.samplecnn.normalize": "none"}
+
+
 def training_keys(config: dict[str, Any], parts: list[str]) -> dict[str, Any]:
     """The flat config keys that decide the weights of a pretraining of `parts` (its formats):
     everything but NOT_TRAINING, the sections of the formats it does not train, and the cross
@@ -146,7 +151,9 @@ def training_keys(config: dict[str, Any], parts: list[str]) -> dict[str, Any]:
     return {
         k: v
         for k, v in flatten(config).items()
-        if not _under(k, NOT_TRAINING) and not _under(k, others)
+        if not _under(k, NOT_TRAINING)
+        and not _under(k, others)
+        and not (k in ADDED_KEYS and v == ADDED_KEYS[k])
     }
 
 

@@ -151,6 +151,11 @@ class MelConfig(_Section):
 class SampleCNNConfig(_Section):
     # Stem + 9 blocks; the last width is the representation size (512 in the paper).
     channels: list[int] = [128, 128, 128, 256, 256, 256, 256, 256, 256, 512]
+    # The waveform frontend: "rms" scales every crop to one RMS level before the encoder (in
+    # training, after the augmentations; in embedding too), so two crops of a track cannot be
+    # matched by their loudness, which says nothing of the music (the log-mel frontend is
+    # relative to each clip's peak for the same reason); "none" feeds the samples as they are.
+    normalize: Literal["none", "rms"] = "none"
 
     @model_validator(mode="after")
     def _ten(self) -> SampleCNNConfig:

@@ -89,11 +89,24 @@ def check_waveforms(x: Tensor) -> None:
 
 
 class WaveformFrontend(nn.Module):
-    """The raw-audio frontend: (B, T) -> (B, T), the identity (after a shape check)."""
+    """The raw-audio frontend: (B, T) -> (B, T). `normalize="rms"` scales each row to RMS
+    `RMS_LEVEL` (-20 dBFS; a silent row stays silent); "none" is the identity."""
+
+    def __init__(self, normalize: str = "none") -> None:
+        super().__init__()
+        if normalize not in ("none", "rms"):
+            raise ValueError(f"normalize must be 'none' or 'rms', got {normalize!r}")
+        self.normalize = normalize
 
     def forward(self, x: Tensor) -> Tensor:
         check_waveforms(x)
-        return x
+        if self.normalize == "none":
+            return x
+        rms = x.float().square().mean(dim=-1, keepdim=True).sqrt()
+        return (x * (RMS_LEVEL / rms.clamp_min(1e-6))).to(x.dtype)
+
+
+RMS_LEVEL = 0.1  # -20 dBFS: room for peaks below full scale
 
 
 # Frontend name -> constructor taking the spec's kwargs (plain JSON values).

@@ -126,7 +126,28 @@ def _resnet(cfg: Config) -> Spec:
 
 
 def _waveform(cfg: Config) -> Spec:
-    return {"name": "waveform", "kwargs": {}}
+    normalize = cfg.model.samplecnn.normalize
+    return {"name": "waveform", "kwargs": {} if normalize == "none" else {"normalize": normalize}}
+
+
+class Then(nn.Module):
+    """An augmentation chain followed by its format's frontend: `aug(x, generator=g)`, so the
+    encoder sees in training what the frozen encoder's frontend gives it later."""
+
+    def __init__(self, chain: nn.Module, frontend: nn.Module) -> None:
+        super().__init__()
+        self.chain, self.frontend = chain, frontend
+
+    def forward(self, x: Any, generator: Any = None) -> Any:
+        return self.frontend(self.chain(x, generator=generator))
+
+
+def _audio_augment(cfg: Config) -> nn.Module:
+    """The waveform chain, then the waveform frontend (RMS normalisation, when configured)."""
+    chain = audio_chain(cfg)
+    if cfg.model.samplecnn.normalize == "none":
+        return chain
+    return Then(chain, build_frontend("audio", cfg))
 
 
 def _logmel(cfg: Config) -> Spec:
@@ -134,5 +155,5 @@ def _logmel(cfg: Config) -> Spec:
 
 
 # Their names, config sections and flat keys are registered torch-free in mfclr.config.formats.
-register_format(InputFormat("audio", _samplecnn, _waveform, audio_chain))
+register_format(InputFormat("audio", _samplecnn, _waveform, _audio_augment))
 register_format(InputFormat("spectrogram", _resnet, _logmel, spectrogram_chain, channels_last=True))

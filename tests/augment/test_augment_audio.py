@@ -224,3 +224,22 @@ def test_builders_pick_the_format_and_reject_unknown_ones() -> None:
         build_augment("video", cfg)
     with pytest.raises(ValueError, match=r"\(batch, samples\)"):
         build_frontend("audio", cfg)(x[0])
+
+
+def test_rms_normalisation_removes_loudness_in_training_and_in_embedding() -> None:
+    """With model.samplecnn.normalize=rms the chain ends in the format's own frontend: every
+    crop reaches the encoder at one RMS level, whatever its gain, in training and embedding."""
+    from mfclr.config import load_config
+    from mfclr.encoders.frontends import RMS_LEVEL, frontend_from_spec
+    from mfclr.formats import frontend_spec
+
+    cfg = load_config(preset="tiny", overrides=["model.samplecnn.normalize=rms"])
+    x = torch.randn(4, 8000) * torch.tensor([[1e-3], [0.05], [0.3], [1.0]])
+    x[3] = 0.0  # silence stays silence
+    views = build_augment("audio", cfg)(x, generator=torch.Generator().manual_seed(0))
+    rms = views.square().mean(-1).sqrt()
+    assert torch.allclose(rms[:3], torch.full((3,), RMS_LEVEL), rtol=1e-4) and rms[3] == 0
+    front = frontend_from_spec(frontend_spec("audio", cfg))
+    assert torch.allclose(front(x).square().mean(-1).sqrt()[:3], rms[:3], rtol=1e-4)
+    plain = load_config(preset="tiny")
+    assert frontend_spec("audio", plain) == {"name": "waveform", "kwargs": {}}  # unchanged
