@@ -287,7 +287,7 @@ def validate_space(spec: SweepSpec, base: Config, where: str) -> None:
                     f"{where}: search.space.{pname} ({key}={value!r}): {err}"
                 ) from None
     keys = spec.param_keys().values()
-    if not base.train.eval_every:
+    if not base.train.eval_every and spec.panel is None:  # a panel trial validates per dataset
         raise ConfigError(
             f"{where}: train.eval_every is 0, so no trial reports a validation metric; "
             "set search.eval_every (1 or more)"
