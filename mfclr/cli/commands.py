@@ -101,9 +101,14 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
 
     spec, base = load_sweep(args.file, args.overrides)
     if args.check:
+        per_trial = (
+            f"{spec.budget.epochs} epochs"
+            if spec.budget.epochs is not None
+            else "the config's budget on each panel dataset"
+        )
         print(
             f"sweep file '{args.file}' is valid: {spec.name}, formats {spec.formats}, "
-            f"{spec.budget.trials} trials x {spec.budget.epochs} epochs per format"
+            f"{spec.budget.trials} trials x {per_trial} per format"
         )
         return
     # Before Ray starts: a local storage root below a file fails deep inside pyarrow otherwise.

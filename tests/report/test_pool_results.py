@@ -67,3 +67,26 @@ def test_bad_input_is_one_line(tmp_path: Path, pool_results, capsys) -> None:
     good = _run(tmp_path, "g", 10, 5, 5)
     assert pool_results.main([str(good), "--labels", "A,B"]) == 2
     assert "--labels names 2 runs, 1 given" in capsys.readouterr().err
+
+
+def test_compare_pairs_two_panel_reports_row_by_row(tmp_path: Path, capsys) -> None:
+    from experiments import compare
+
+    def report(label: str, right: tuple[int, int]) -> Path:
+        results = {
+            d: str(_run(tmp_path / label, d, 50, k, 25)) for d, k in zip("xy", right, strict=True)
+        }
+        path = tmp_path / f"{label}.json"
+        path.write_text(json.dumps({"pooled_datasets": ["x", "y"], "results": results}))
+        return path
+
+    a, b = report("a", (40, 30)), report("b", (30, 30))
+    assert compare.main([str(a), str(b), "--out", str(tmp_path / "a-b.md")]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    rows = {r["name"]: r for r in summary["rows"]}
+    assert "random-init-spectrogram" not in rows  # trained rows only: controls do not change
+    assert rows["spectrogram"]["gains"] == pytest.approx([0.2, 0.0])
+    assert "| spectrogram | linear | +20.0 | +0.0 |" in (tmp_path / "a-b.md").read_text()
+    (tmp_path / "bad.json").write_text("{}")
+    assert compare.main([str(tmp_path / "bad.json"), str(b)]) == 2
+    assert "not a panel report" in capsys.readouterr().err
