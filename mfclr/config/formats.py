@@ -141,13 +141,17 @@ def _under(key: str, prefixes: tuple[str, ...]) -> bool:
 ADDED_KEYS: dict[str, Any] = {"model.samplecnn.normalize": "none"}
 
 
+def foreign_keys(parts: list[str]) -> tuple[str, ...]:
+    """Config sections a pretraining of `parts` never reads: the other formats' own sections,
+    and the cross pair when it trains one format."""
+    others = tuple(s for n, e in _NAMES.items() if n not in parts for s in e.sections)
+    return others + ("train.cross_pair",) if len(parts) == 1 else others
+
+
 def training_keys(config: dict[str, Any], parts: list[str]) -> dict[str, Any]:
     """The flat config keys that decide the weights of a pretraining of `parts` (its formats):
-    everything but NOT_TRAINING, the sections of the formats it does not train, and the cross
-    pair when it trains one format."""
-    others = tuple(s for n, e in _NAMES.items() if n not in parts for s in e.sections)
-    if len(parts) == 1:
-        others += ("train.cross_pair",)
+    everything but NOT_TRAINING and foreign_keys(parts)."""
+    others = foreign_keys(parts)
     return {
         k: v
         for k, v in flatten(config).items()

@@ -20,8 +20,10 @@ from typing import Any
 
 from mfclr import checkpoint as ckpt
 from mfclr.config import Config, build_config, diff, save_config
+from mfclr.config.formats import foreign_keys
 from mfclr.data import Datasets
 from mfclr.errors import CheckpointError, ConfigError
+from mfclr.formats import components
 from mfclr.io import append_json_line, atomic_write_json, clean_stale_temps, git_sha
 from mfclr.locks import folder_lock
 from mfclr.train.budget import resolve_epochs
@@ -63,11 +65,15 @@ def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
         return saved
 
 
-def resume_changes(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, list[Any]]:
+def resume_changes(
+    saved: dict[str, Any], current: dict[str, Any], parts: list[str] | None = None
+) -> dict[str, list[Any]]:
     """Dotted config keys whose value differs between a checkpoint's config and the current one
-    -> [saved, current], leaving out RESUMABLE_CHANGES. A key the saved config lacks counts as
-    its default."""
-    return diff.changes(_with_defaults(saved), current, RESUMABLE_CHANGES)
+    -> [saved, current], leaving out RESUMABLE_CHANGES and, for a run of `parts`, the sections
+    it never reads (another format's encoder). A key the saved config lacks counts as its
+    default."""
+    ignored = RESUMABLE_CHANGES + tuple(f"{k}." for k in (foreign_keys(parts) if parts else ()))
+    return diff.changes(_with_defaults(saved), current, ignored)
 
 
 def check_resume(cfg: Config, fmt: str, run_dir: str | Path, *, override: bool = False) -> None:
@@ -94,7 +100,7 @@ def _check_resume(
             f"run folder '{run_dir}' holds a {state.get('format')} pretraining run, not "
             f"{fmt}; pretrain {fmt} in another --out, or pass --fresh to replace that run"
         )
-    changed = resume_changes(state.get("config") or {}, cfg.to_dict())
+    changed = resume_changes(state.get("config") or {}, cfg.to_dict(), components(fmt, cfg))
     if not changed:
         return {}
     if not override:

@@ -186,6 +186,11 @@ def test_only_settings_that_change_no_weight_may_differ_on_resume(cache: Path) -
     assert set(resume_changes(older, tiny_config(cache, "train.lr=0.5").to_dict())) == {"train.lr"}
     other = tiny_config(cache, "augment.audio.noise.p=0.1", "data.pretrain.kind=embedded")
     assert set(resume_changes(saved, other.to_dict())) >= {"augment.audio.noise.p"}
+    # A spectrogram run never reads the audio encoder's sections: a new audio recipe resumes it.
+    audio = tiny_config(cache, "augment.audio.noise.p=0.1", "model.samplecnn.normalize=rms")
+    assert resume_changes(saved, audio.to_dict(), ["spectrogram"]) == {}
+    assert set(resume_changes(saved, audio.to_dict(), ["audio"])) == {
+        "augment.audio.noise.p", "model.samplecnn.normalize"}  # fmt: skip
 
 
 def test_resuming_a_run_of_another_format_names_the_fix(cache: Path, tmp_path: Path) -> None:
