@@ -331,6 +331,10 @@ def load_config(
                      train["epochs"])  # fmt: skip
         if isinstance(train, dict) and {"steps", "epochs"} & set(train):
             data["per_format"] = without_budgets(data["per_format"])
+        per_format = layer.get("per_format")
+        if isinstance(per_format, dict):
+            named = [f for f, o in per_format.items() if set(BUDGET_KEYS) & set(o or {})]
+            _drop_format_budgets(data, named)
         data = _merge(data, layer)
         if _names_epochs_only(train):
             data["train"]["steps"] = None
@@ -370,8 +374,20 @@ def without_budgets(per_format: dict[str, dict[str, Any]]) -> dict[str, dict[str
     return out
 
 
+def _drop_format_budgets(data: dict[str, Any], formats: list[str]) -> None:
+    """A layer that names a format's own budget replaces that format's budget below it: a
+    preset's per_format steps and a --set per_format epochs would otherwise both be set, and
+    the steps would silently win."""
+    for fmt in formats:
+        kept = {k: v for k, v in data["per_format"].get(fmt, {}).items() if k not in BUDGET_KEYS}
+        data["per_format"][fmt] = kept
+
+
 def _set_all(data: dict[str, Any], items: dict[str, Any]) -> None:
     """Apply dotted overrides; one that sets train.epochs and not train.steps unsets steps."""
+    _drop_format_budgets(data, sorted({k.split(".")[1] for k in items
+                                       if k.startswith("per_format.")
+                                       and k.split(".", 2)[-1] in BUDGET_KEYS}))  # fmt: skip
     for key, value in items.items():
         _set_dotted(data, key, value)
     if _names_epochs_only({k.removeprefix("train."): v for k, v in items.items()}):

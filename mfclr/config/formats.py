@@ -11,6 +11,7 @@ two views in two formats being the positive pair (`train.cross_pair` names them)
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from dataclasses import dataclass
@@ -139,6 +140,22 @@ def _under(key: str, prefixes: tuple[str, ...]) -> bool:
 # Keys added after fingerprints were first written, with the behaviour they had before they
 # existed: hashed only when set otherwise, so every earlier run keeps its fingerprint.
 ADDED_KEYS: dict[str, Any] = {"model.samplecnn.normalize": "none"}
+
+
+def with_added_keys(saved: dict[str, Any]) -> dict[str, Any]:
+    """A config saved before some ADDED_KEYS existed, with those keys at the behaviour it was
+    trained with (not today's default, which may have changed since)."""
+    out = copy.deepcopy(saved)
+    for key, value in ADDED_KEYS.items():
+        *path, last = key.split(".")
+        node = out
+        for part in path:
+            if not isinstance(node.get(part), dict):
+                break
+            node = node[part]
+        else:
+            node.setdefault(last, value)
+    return out
 
 
 def foreign_keys(parts: list[str]) -> tuple[str, ...]:

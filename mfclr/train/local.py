@@ -20,7 +20,7 @@ from typing import Any
 
 from mfclr import checkpoint as ckpt
 from mfclr.config import Config, build_config, diff, save_config
-from mfclr.config.formats import foreign_keys
+from mfclr.config.formats import foreign_keys, with_added_keys
 from mfclr.data import Datasets
 from mfclr.errors import CheckpointError, ConfigError
 from mfclr.formats import components
@@ -57,10 +57,11 @@ RESUMABLE_CHANGES = (
 
 
 def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
-    """A saved config with the keys added since it was written at their defaults (a saved
-    config this version rejects is compared as it is)."""
+    """A saved config with the keys added since it was written at their defaults, or at the
+    behaviour they stand for where the default changed since (ADDED_KEYS); a saved config this
+    version rejects is compared as it is."""
     try:
-        return build_config(saved).to_dict()
+        return build_config(with_added_keys(saved)).to_dict()
     except ConfigError:
         return saved
 

@@ -82,6 +82,17 @@ def test_the_budget_named_last_wins() -> None:
     )
 
 
+def test_a_formats_own_budget_replaces_the_presets_one_for_that_format(tmp_path: Path) -> None:
+    # The demo gives audio 1400 steps of its own; epochs named for audio, on the command line or
+    # in a config file, replace them (both set, the steps would silently count).
+    path = tmp_path / "c.yaml"
+    path.write_text("per_format: {audio: {train.epochs: 2}}\n")
+    over = ["per_format.audio.train.epochs=2"]
+    for cfg in (load_config(path, preset="demo"), load_config(preset="demo", overrides=over)):
+        assert steps_and_epochs(cfg, "audio") == (None, 2)
+        assert steps_and_epochs(cfg, "spectrogram")[0] == 700
+
+
 def steps_and_epochs(cfg, fmt: str) -> tuple[int | None, int]:
     own = cfg.for_format(fmt).train
     return own.steps, own.epochs
