@@ -17,6 +17,13 @@ from typing import Any
 import yaml
 from pydantic import ValidationError, model_validator
 
+from mfclr.config.budgets import (  # noqa: F401 (re-exported: one import path)
+    BUDGET_KEYS,
+    drop_format_budgets,
+    names_epochs_only,
+    one_budget,
+    without_budgets,
+)
 from mfclr.config.formats import (  # noqa: F401 (re-exported: one import path)
     CROSS,
     DEFAULT_FORMATS,
@@ -334,12 +341,12 @@ def load_config(
         per_format = layer.get("per_format")
         if isinstance(per_format, dict):
             named = [f for f, o in per_format.items() if set(BUDGET_KEYS) & set(o or {})]
-            _drop_format_budgets(data, named)
+            drop_format_budgets(data, named)
         data = _merge(data, layer)
-        if _names_epochs_only(train):
+        if names_epochs_only(train):
             data["train"]["steps"] = None
     items = parse_set_args(overrides) if isinstance(overrides, list) else overrides or {}
-    _one_budget({k.removeprefix("train."): v for k, v in items.items()}, "--set")
+    one_budget({k.removeprefix("train."): v for k, v in items.items()}, "--set")
     if set(BUDGET_KEYS) & set(items):
         data["per_format"] = without_budgets(data["per_format"])
     _set_all(data, items)
@@ -348,56 +355,15 @@ def load_config(
     return cfg
 
 
-def _one_budget(train: Any, where: str) -> None:
-    """--set names one budget: steps and epochs together would leave one silently unused."""
-    if isinstance(train, dict) and None not in (train.get("steps"), train.get("epochs")):
-        raise ConfigError(
-            f"{where} sets both train.steps and train.epochs; set one: steps (a budget in "
-            "optimiser steps, whole epochs derived from the dataset) or epochs"
-        )
-
-
-BUDGET_KEYS = ("train.steps", "train.epochs")
-
-
-def without_budgets(per_format: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """`per_format` without its budget keys (formats left with nothing dropped). A layer that
-    names the budget sets it for every format, so the per-format budgets of the layers below it
-    go (`--set train.steps=100` on the demo, whose spectrogram has its own 700, trains both 100
-    steps); the layer's own per_format entries, applied after this, still count. Sweeps budget
-    every format with budget.epochs the same way."""
-    out = {}
-    for fmt, over in per_format.items():
-        kept = {k: v for k, v in over.items() if k not in BUDGET_KEYS}
-        if kept:
-            out[fmt] = kept
-    return out
-
-
-def _drop_format_budgets(data: dict[str, Any], formats: list[str]) -> None:
-    """A layer that names a format's own budget replaces that format's budget below it: a
-    preset's per_format steps and a --set per_format epochs would otherwise both be set, and
-    the steps would silently win."""
-    for fmt in formats:
-        kept = {k: v for k, v in data["per_format"].get(fmt, {}).items() if k not in BUDGET_KEYS}
-        data["per_format"][fmt] = kept
-
-
 def _set_all(data: dict[str, Any], items: dict[str, Any]) -> None:
     """Apply dotted overrides; one that sets train.epochs and not train.steps unsets steps."""
-    _drop_format_budgets(data, sorted({k.split(".")[1] for k in items
+    drop_format_budgets(data, sorted({k.split(".")[1] for k in items
                                        if k.startswith("per_format.")
                                        and k.split(".", 2)[-1] in BUDGET_KEYS}))  # fmt: skip
     for key, value in items.items():
         _set_dotted(data, key, value)
-    if _names_epochs_only({k.removeprefix("train."): v for k, v in items.items()}):
+    if names_epochs_only({k.removeprefix("train."): v for k, v in items.items()}):
         data["train"]["steps"] = None
-
-
-def _names_epochs_only(train: Any) -> bool:
-    """A layer that sets train.epochs and not train.steps budgets in epochs: the last layer that
-    names a budget wins (`--set train.epochs=5` on a preset with train.steps trains 5 epochs)."""
-    return isinstance(train, dict) and "epochs" in train and "steps" not in train
 
 
 def absolute_paths(cfg: Config) -> Config:
