@@ -90,3 +90,16 @@ def test_compare_pairs_two_panel_reports_row_by_row(tmp_path: Path, capsys) -> N
     (tmp_path / "bad.json").write_text("{}")
     assert compare.main([str(tmp_path / "bad.json"), str(b)]) == 2
     assert "not a panel report" in capsys.readouterr().err
+
+
+def test_summary_table_lists_trained_rows_with_their_deltas_then_the_controls(
+    tmp_path: Path, capsys
+) -> None:
+    from experiments import summary_table
+
+    path = _run(tmp_path, "run", 50, 40, 25)
+    assert summary_table.main([str(path), "--head", "linear"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[2].startswith("| spectrogram | 80.0 |") and "| +30.0 [" in lines[2]
+    assert lines[-1].startswith("| random-init-spectrogram | 50.0 | — |")
+    assert summary_table.main([str(tmp_path / "missing.json")]) == 2
