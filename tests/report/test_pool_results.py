@@ -97,9 +97,18 @@ def test_summary_table_lists_trained_rows_with_their_deltas_then_the_controls(
 ) -> None:
     from experiments import summary_table
 
-    path = _run(tmp_path, "run", 50, 40, 25)
+    rows = [
+        {"name": "audio", "head": "linear", "control": "random-init-audio", "accuracy": 0.8,
+         "accuracy_ci95": [0.7, 0.9], "delta_vs_control": 0.3, "delta_ci95": [0.2, 0.4],
+         "delta_vs_mfcc": -0.05, "mfcc_delta_ci95": [-0.1, -0.01]},
+        {"name": "random-init-audio", "head": "linear", "accuracy": 0.5},
+        {"name": "audio", "head": "mlp", "control": "random-init-audio", "accuracy": 0.7},
+    ]  # fmt: skip
+    path, _ = write_results(tmp_path / "run", rows, {})
     assert summary_table.main([str(path), "--head", "linear"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[2].startswith("| spectrogram | 80.0 |") and "| +30.0 [" in lines[2]
-    assert lines[-1].startswith("| random-init-spectrogram | 50.0 | — |")
+    assert lines[2:] == [
+        "| audio | 80.0 [70.0, 90.0] | +30.0 [+20.0, +40.0] ✓ | -5.0 [-10.0, -1.0] ✗ |",
+        "| random-init-audio | 50.0 | — | — |",
+    ]
     assert summary_table.main([str(tmp_path / "missing.json")]) == 2
