@@ -26,9 +26,11 @@ from mfclr.errors import DataError  # noqa: E402
 from mfclr.formats.frozen import load_frozen  # noqa: E402
 from mfclr.train.ray import (  # noqa: E402
     CHECKPOINT_FILE,
+    MALLOC_ENV,
     RayTrainSink,
     TrainRun,
     export_encoder,
+    init_ray,
     launch,
     load_checkpoint,
     newest_checkpoint,
@@ -41,9 +43,23 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def ray_runtime() -> Iterator[None]:
     ray.cloudpickle.register_pickle_by_value(faults)  # workers do not have tests/ on their path
-    ray.init(num_cpus=2, include_dashboard=True, log_to_driver=False, configure_logging=False)
+    # Started as the CLI starts it, from a driver without the MALLOC settings (`make test`
+    # exports them): the workers must get them from the job's runtime env.
+    saved = {k: os.environ.pop(k) for k in MALLOC_ENV if k in os.environ}
+    try:
+        init_ray(num_cpus=2, include_dashboard=True, log_to_driver=False, configure_logging=False)
+    finally:
+        os.environ.update(saved)
     yield
     ray.shutdown()
+
+
+def test_workers_start_with_the_malloc_settings(ray_runtime: None) -> None:
+    @ray.remote
+    def env() -> dict[str, str | None]:
+        return {k: os.environ.get(k) for k in MALLOC_ENV}
+
+    assert ray.get(env.remote()) == MALLOC_ENV
 
 
 def _cfg(tmp: Path, **over: object) -> Config:
