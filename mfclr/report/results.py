@@ -54,7 +54,8 @@ def results_markdown(
     parts = ["# Probe results", ""]
     facts = {k: v for k, v in extra.items() if isinstance(v, str | int | float | bool)}
     parts += [f"- {k}: {v}" for k, v in facts.items()] + ([""] if facts else [])
-    parts += [results_table(rows, best_key=best_key), ""]
+    if rows:  # a panel sweep's own file holds only the pooled verdicts (its sections)
+        parts += [results_table(rows, best_key=best_key), ""]
     best = sorted(best_indices(rows, best_key))
     if best:
         row = rows[best[0]]

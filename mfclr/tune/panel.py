@@ -98,6 +98,21 @@ def export_best(checkpoint: Any, out: Path, fmt: str) -> dict[str, dict[str, str
     return exported
 
 
+def _accuracies(per: dict[str, dict[str, Any]]) -> str:
+    """Test accuracy (%) of every row on every dataset; each dataset's own results.md has the
+    intervals."""
+    names = list(per)
+    keys = [(r["name"], r["head"]) for r in per[names[0]]["rows"]]
+    acc = {n: {(r["name"], r["head"]): r.get("accuracy") for r in per[n]["rows"]} for n in names}
+    title = "## Test accuracy (%) per dataset (each `<dataset>/results.md` has the rest)"
+    header = [f"| row | head | {' | '.join(names)} |", "|---|---|" + "---:|" * len(names)]
+    lines = [title, "", *header]
+    for key in keys:
+        cells = [f"{100 * a:.1f}" if (a := acc[n].get(key)) is not None else "—" for n in names]
+        lines.append(f"| {key[0]} | {key[1]} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
 def finish_panel(
     spec: Any, base: Config, best: dict[str, dict[str, Any]], out: Path, facts: dict[str, Any],
     sections: list[str],
@@ -121,8 +136,8 @@ def finish_panel(
         "vs_mfcc": pool.pool([pool.vs_mfcc(per[n]) for n in pooled]),
         "vs_best_single": pool.pool([pool.vs_best_single(per[n]) for n in pooled]),
     }
-    md = [f"## Pooled over {', '.join(pooled)}: {key.replace('_', ' ')}\n\n"
-          f"{pool.table(rows, pooled)}" for key, rows in summary.items() if rows]  # fmt: skip
+    md = [_accuracies(per), *(f"## Pooled over {', '.join(pooled)}: {key.replace('_', ' ')}\n\n"
+          f"{pool.table(rows, pooled)}" for key, rows in summary.items() if rows)]  # fmt: skip
     results = {n: str(per[n]["results_json"]) for n in panel}
     first = per[next(iter(panel))]
     # The rows are each dataset's (in its own results.json); the sweep's own file holds the

@@ -322,4 +322,7 @@ def test_a_panel_sweep_pools_its_metric_and_probes_every_dataset(
     assert set(per) == {"s0", "s1"} and all(r["rows"] for r in per.values())
     (row,) = [r for r in results["pooled"]["vs_control"] if r["name"] == "audio"]
     assert len(row["gains"]) == 2 and row["ci95"][0] <= row["mean_gain"] <= row["ci95"][1]
-    assert "Pooled over s0, s1" in (sweep / "results.md").read_text()
+    md = (sweep / "results.md").read_text()
+    assert "Pooled over s0, s1" in md and "| name | fusion |" not in md  # no empty row table
+    audio = 100 * next(r["accuracy"] for r in per["s1"]["rows"] if r["name"] == "audio")
+    assert any(ln.startswith("| audio | ") and f"| {audio:.1f} |" in ln for ln in md.splitlines())
