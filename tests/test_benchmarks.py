@@ -53,6 +53,7 @@ def result(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # an end-to-end run of the instrument: `make test` only
 def test_the_last_line_holds_every_figure_positive_and_finite(result: dict) -> None:
     keys = ["augment_speedup_audio", "peak_rss_mb", "load_avg_1m", "load_ms_per_step"]
     for fmt in FORMATS:
@@ -98,6 +99,7 @@ def test_the_documented_benchmark_commands_parse() -> None:
         throughput.parse_args(argv)
 
 
+@pytest.mark.slow  # an end-to-end run of the instrument: `make test` only
 def test_the_predict_benchmark_times_every_stage(tmp_path: Path) -> None:
     """benchmarks/predict.py in a tiny setting: 3 files of 2 s, both tiny encoders (random)."""
     out = tmp_path / "predict.json"

@@ -214,6 +214,7 @@ def test_step_time_table_has_every_bf16_and_channels_last_combination_on_cpu() -
 
 
 @pytest.mark.slow
+@pytest.mark.slow  # an end-to-end run of the instrument: `make test` only
 def test_step_time_table_with_torch_compile_on_cpu() -> None:
     # Dynamo's graph capture with the `eager` backend: what compile changes, without inductor's
     # C++ build (minutes on a small CPU).
@@ -221,6 +222,7 @@ def test_step_time_table_with_torch_compile_on_cpu() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.slow  # an end-to-end run of the instrument: `make test` only
 def test_the_script_runs_the_cuda_tests_selection_on_cpu(tmp_path: Path) -> None:
     argv = [sys.executable, "-m", "tools.gpu_check", "--allow-cpu", "--only", "cuda_tests",
             "--out", str(tmp_path)]  # fmt: skip

@@ -38,7 +38,12 @@ from mfclr.tune.halving import SuccessiveHalving
 from mfclr.tune.panel import export_best
 from mfclr.tune.spec import SweepSpec
 from mfclr.tune.study import StudyMirror, space_distributions, study_file, study_name
-from mfclr.tune.trial import TrialSetup, trial_config, trial_driver  # noqa: F401 (re-exported)
+from mfclr.tune.trial import (  # noqa: F401 (re-exported)
+    TrialSetup,
+    TuneSink,
+    trial_config,
+    trial_driver,
+)
 
 log = logging.getLogger(__name__)
 DRIVER_MEMORY = 256 * 1024**2  # bytes reserved (for scheduling only) by a trial driver
@@ -91,6 +96,8 @@ def _trainable(
     setup = TrialSetup(base=base.to_dict(), keys=spec.param_keys(),
                        train_storage=f"{storage}/{spec.name}/train", tracking_dir=tracking_dir,
                        group=spec.name, use_gpu=gpu, panel=panel)  # fmt: skip
+    if sink is None and base.ray.workers == 1:  # ASHA must see a restored trial's last epoch
+        sink = TuneSink(repeat_restored=spec.budget.scheduler == "asha")
     if sink is not None:
         role = "sink" if base.ray.workers == 1 else "train_sink"
         setup = dataclasses.replace(setup, **{role: sink})

@@ -44,7 +44,7 @@ from mfclr.errors import CheckpointError
 from mfclr.io import is_remote
 from mfclr.train.export import export_encoders
 from mfclr.train.harness import Sink, run_pretraining
-from mfclr.train.keys import VAL_METRIC
+from mfclr.train.keys import TIME_ATTR, VAL_METRIC
 from mfclr.train.ray import (
     CHECKPOINT_FILE,
     RayTrainSink,
@@ -70,9 +70,24 @@ class TuneSink(Sink):
     """A one-worker Tune trial's sink: resume from the trial's last Tune checkpoint; report the
     epochs that carry the validation metric to Tune, each with its checkpoint."""
 
+    def __init__(self, repeat_restored: bool = False) -> None:
+        super().__init__()
+        self.repeat_restored = repeat_restored
+
     def restore(self) -> dict[str, Any] | None:
         checkpoint = tune.get_checkpoint()
-        return load_checkpoint(checkpoint) if checkpoint is not None else None
+        if checkpoint is None:
+            return None
+        state = load_checkpoint(checkpoint)
+        # A driver stopped (`ray job stop`, a lost head) after this checkpoint was stored but
+        # before its result reached Tune's records leaves that epoch out of the study and of
+        # ASHA's rungs: report it again. A result Tune already has is only repeated (ASHA
+        # records a rung once; the study keeps one value per epoch). Synchronous halving pauses
+        # trials at its rungs and resumes them from there, so it must not see the rung twice.
+        last = (state.get("history") or [{}])[-1]
+        if self.repeat_restored and VAL_METRIC in last and last.get(TIME_ATTR) == state["epoch"]:
+            tune.report(dict(last))
+        return state
 
     def keep(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
         if VAL_METRIC not in metrics or state is None:

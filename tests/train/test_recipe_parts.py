@@ -67,6 +67,7 @@ def test_variance_covariance_is_zero_for_white_features_and_punishes_collapse() 
 
 
 @pytest.mark.slow
+@pytest.mark.slow  # an end-to-end run of the instrument: `make test` only
 def test_learning_curve_runs_on_a_labelled_folder(tmp_path: Path) -> None:
     from tests.data_fixtures import make_labelled
 
@@ -98,6 +99,7 @@ def test_learning_curve_runs_on_a_labelled_folder(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.slow  # an end-to-end run of the instrument: `make test` only
 def test_speed_of_learning_reports_both_formats_and_the_presets_speed(tmp_path: Path) -> None:
     argv = [sys.executable, "-m", "experiments.speed_of_learning", "--preset", "tiny",
             "--seeds", "0", "--steps", "0,2,4", "--speed-presets", "tiny",
