@@ -101,20 +101,6 @@ def seed_mean(results: list[dict[str, Any]]) -> dict[str, Any]:
     return {**results[0], "rows": rows}
 
 
-def accuracy_table(per: dict[str, dict[str, Any]], head: str) -> str:
-    """Test accuracy (%) per row (one head) and dataset."""
-    names = list(per)
-    order = [r["name"] for r in next(iter(per.values()))["rows"] if r["head"] == head]
-    lines = [f"| row ({head}) | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
-    for row in order:
-        cells = []
-        for res in per.values():
-            match = [r for r in res["rows"] if r["name"] == row and r["head"] == head]
-            cells.append(f"{100 * match[0]['accuracy']:.1f}" if match else "—")
-        lines.append(f"| {row} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def report(label: str, per: dict[str, dict[str, Any]], pooled_names: list[str],
            command: str) -> tuple[str, dict[str, Any]]:  # fmt: skip
     """The markdown report and its JSON: accuracies per dataset, then the pooled comparisons."""
@@ -133,7 +119,7 @@ def report(label: str, per: dict[str, dict[str, Any]], pooled_names: list[str],
     }
     md = [f"# Panel: {label}", "", f"`{command}`", ""]
     for head in heads:
-        md += [accuracy_table(per, head), ""]
+        md += [pooling.accuracy_table(per, head), ""]
     for key, rows in summary.items():
         if rows:
             md += [f"## Pooled over {', '.join(pooled)}: {titles[key]}", "",

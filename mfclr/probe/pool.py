@@ -130,3 +130,17 @@ def table(pooled: list[dict[str, Any]], labels: Sequence[str], what: str = "Δ")
         lines.append(f"| {p['name']} | {p['head']} | {per} | {mean} | {verdict(p['ci95'])} "
                      f"({count}) |")  # fmt: skip
     return "\n".join(lines)
+
+
+def accuracy_table(per: dict[str, dict[str, Any]], head: str) -> str:
+    """Test accuracy (%) per row (one head) and dataset."""
+    names = list(per)
+    order = [r["name"] for r in next(iter(per.values()))["rows"] if r["head"] == head]
+    lines = [f"| row ({head}) | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for row in order:
+        cells = []
+        for res in per.values():
+            match = [r for r in res["rows"] if r["name"] == row and r["head"] == head]
+            cells.append(f"{100 * match[0]['accuracy']:.1f}" if match else "—")
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

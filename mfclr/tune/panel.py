@@ -99,18 +99,11 @@ def export_best(checkpoint: Any, out: Path, fmt: str) -> dict[str, dict[str, str
 
 
 def _accuracies(per: dict[str, dict[str, Any]]) -> str:
-    """Test accuracy (%) of every row on every dataset; each dataset's own results.md has the
-    intervals."""
-    names = list(per)
-    keys = [(r["name"], r["head"]) for r in per[names[0]]["rows"]]
-    acc = {n: {(r["name"], r["head"]): r.get("accuracy") for r in per[n]["rows"]} for n in names}
+    """Test accuracy (%) of every row on every dataset, a table per head; each dataset's own
+    results.md has the intervals."""
+    heads = list(dict.fromkeys(r["head"] for r in next(iter(per.values()))["rows"]))
     title = "## Test accuracy (%) per dataset (each `<dataset>/results.md` has the rest)"
-    header = [f"| row | head | {' | '.join(names)} |", "|---|---|" + "---:|" * len(names)]
-    lines = [title, "", *header]
-    for key in keys:
-        cells = [f"{100 * a:.1f}" if (a := acc[n].get(key)) is not None else "—" for n in names]
-        lines.append(f"| {key[0]} | {key[1]} | {' | '.join(cells)} |")
-    return "\n".join(lines)
+    return "\n\n".join([title, *(pool.accuracy_table(per, h) for h in heads)])
 
 
 def finish_panel(
