@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from mfclr.config import Config, build_config, diff
+from mfclr.config.formats import with_added_keys
 from mfclr.errors import ConfigError
 from mfclr.io import atomic_write_text, is_remote
 
@@ -54,8 +55,10 @@ def _saved(out: Path) -> dict[str, Any] | None:
         return None
     if not isinstance(spec, dict) or not isinstance(config, dict):
         return None
-    with contextlib.suppress(ConfigError):  # keys added since it was written: their defaults
-        config = build_config(config).to_dict()
+    # Keys added since it was written: the behaviour it ran with where that differs from today's
+    # default (with_added_keys), else the default.
+    with contextlib.suppress(ConfigError):
+        config = build_config(with_added_keys(config)).to_dict()
     return {"spec": spec, "config": config}
 
 

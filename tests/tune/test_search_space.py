@@ -14,6 +14,7 @@ from ray.tune.search.optuna import OptunaSearch
 from mfclr.config import load_config
 from mfclr.errors import ConfigError
 from mfclr.train.keys import VAL_METRIC
+from mfclr.tune.resume import resume_changes
 from mfclr.tune.search import define_space, trial_config
 from mfclr.tune.spec import load_sweep
 from mfclr.tune.sweep import run_sweep
@@ -75,3 +76,20 @@ def test_resume_with_another_search_space_is_refused(tmp_path: Path) -> None:
     (folder / "config.yaml").write_text(yaml.safe_dump(base.to_dict()))
     with pytest.raises(ConfigError, match=r"other settings \(spec.search.seed 0 -> 7\)"):
         run_sweep(changed, base, tmp_path, resume=True)
+
+
+def test_a_sweep_saved_before_a_key_existed_resumes_at_the_behaviour_it_ran_with(
+    tmp_path: Path,
+) -> None:
+    # model.samplecnn.normalize arrived with the default `rms`; a sweep saved before it trained
+    # without normalising, so resuming it under today's default must count as a change.
+    spec, base = load_sweep(SMOKE)
+    assert base.model.samplecnn.normalize == "rms"
+    folder = tmp_path / spec.name
+    folder.mkdir()
+    saved = base.to_dict()
+    del saved["model"]["samplecnn"]["normalize"]
+    (folder / "sweep.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+    (folder / "config.yaml").write_text(yaml.safe_dump(saved))
+    changes = resume_changes(folder, spec.model_dump(mode="json"), base)
+    assert changes == {"config.model.samplecnn.normalize": ["none", "rms"]}
