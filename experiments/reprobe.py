@@ -4,7 +4,8 @@ verdicts: no encoder runs again, so a fusion is judged on a whole panel in minut
 Reads a panel report (`experiments.panel`'s `<out>/reports/<label>.json`, which names each
 dataset's results.json; the embeddings lie beside it), fits every single format and every fusion
 of `--fusions` for the trained encoders and their random-init controls, and prints per pooled
-verdict (against the control, against the better single format chosen on valid) one table.
+verdict (against the control, against the better single format chosen on valid) one table, and
+the ceiling of any fusion of the two: a track counted right when either format gets it right.
 
     python -m experiments.reprobe runs/panel/reports/ntxent.json --fusions concat,scaled,weighted
 """
@@ -68,6 +69,22 @@ def dataset_rows(folder: Path, cfg: Any, fusions: list[str], heads: list[str]) -
     return {"rows": rows}
 
 
+def ceiling(results: dict[str, Any]) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+    """What any fusion of these two formats could gain at most: a track counts as right when
+    either single format gets it right, against the better single format chosen on valid. When
+    the formats fail on the same tracks this bound is small, whatever the fusion."""
+    rows = {(r["name"], r["head"]): r for r in results["rows"] if r["encoders"] == "trained"}
+    out = {}
+    for head in {h for _, h in rows}:
+        singles = [rows[(f, head)] for f in FORMATS if (f, head) in rows]
+        if len(singles) < 2:
+            continue
+        either = np.max([np.asarray(s["test_correct"], float) for s in singles], axis=0)
+        best = max(singles, key=lambda s: s.get("valid_accuracy") or 0.0)
+        out[("either format right", head)] = (either, np.asarray(best["test_correct"], float))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("report", type=Path, help="a panel report .json (experiments.panel)")
@@ -86,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "vs_control": pool.pool([pool.vs_control(per[n]) for n in pooled]),
         "vs_best_single": pool.pool([pool.vs_best_single(per[n]) for n in pooled]),
+        "ceiling_vs_best_single": pool.pool([ceiling(per[n]) for n in pooled]),
     }
     for key, rows in summary.items():
         print(f"\n## {key}\n\n{pool.table(rows, pooled)}")
