@@ -42,10 +42,10 @@ from mfclr.data import PairDataset, load_dataset, make_loader
 from mfclr.distributed import resolve_device
 from mfclr.formats import build_augment
 from mfclr.loss import nt_xent
+from mfclr.malloc import MALLOC_ENV
 from mfclr.train.loop import pretrain
 from mfclr.train.model import build_model
 
-MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736"}
 NO_PRESET = "defaults"  # the config defaults alone (the paper-sized setup)
 
 

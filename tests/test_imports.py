@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mfclr"
 
 # Lowest first. A module belongs to the first layer whose prefix matches its dotted name.
 LAYERS: list[tuple[str, ...]] = [
-    ("mfclr.errors", "mfclr.progress", "mfclr.signals"),
+    ("mfclr.errors", "mfclr.progress", "mfclr.signals", "mfclr.malloc"),
     ("mfclr.io", "mfclr.locks"),
     ("mfclr.config",),
     ("mfclr.data", "mfclr.distributed", "mfclr.loss", "mfclr.heads", "mfclr.checkpoint"),

@@ -10,6 +10,7 @@ from mfclr import signals
 from mfclr.cli.commands import COMMANDS, interrupted_message
 from mfclr.cli.parser import build_parser
 from mfclr.errors import MfclrError
+from mfclr.malloc import keep_freed_memory
 from mfclr.progress import set_quiet
 
 __all__ = ["build_parser", "main"]
@@ -20,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     # A process started in the background by a non-interactive shell (or by a supervisor) can
     # inherit SIGINT ignored; Ctrl-C, SIGTERM and `ray job stop` must still stop at a checkpoint.
     signals.install()
+    keep_freed_memory()  # what `make` exports, for an `mfclr` started by hand (mfclr/malloc.py)
     set_quiet(args.quiet)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,

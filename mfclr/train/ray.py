@@ -45,6 +45,7 @@ from mfclr.config import Config, absolute_paths, build_config
 from mfclr.data import Datasets
 from mfclr.errors import CheckpointError, ConfigError, MfclrError
 from mfclr.io import check_writable_dir, is_remote
+from mfclr.malloc import MALLOC_ENV
 from mfclr.tracking import wandb_root
 from mfclr.train.budget import resolve_epochs
 from mfclr.train.export import export_encoders
@@ -77,14 +78,11 @@ class TrainRun:
     sink: Sink = field(default_factory=lambda: RayTrainSink())
 
 
-# glibc reads these when a process starts, so they must be in a Ray worker's environment from
-# its launch: without them CPU steps run 1.5-1.8x slower (docs/performance.md). The Makefile
-# exports them for local runs; a value already set in the driver's environment wins.
-MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736"}
-
-
 def job_runtime_env(runtime_env: dict[str, Any] | None = None) -> dict[str, Any]:
-    """`runtime_env` with MALLOC_ENV added to its env_vars (its own values win)."""
+    """`runtime_env` with MALLOC_ENV added to its env_vars (its own values win). glibc reads them
+    when a process starts, so they must be in a Ray worker's environment from its launch: without
+    them CPU steps run 1.5-1.8x slower (mfclr/malloc.py); a value set in the driver's environment
+    wins."""
     runtime_env = dict(runtime_env or {})
     malloc = {k: os.environ.get(k, v) for k, v in MALLOC_ENV.items()}
     runtime_env["env_vars"] = {**malloc, **runtime_env.get("env_vars", {})}
