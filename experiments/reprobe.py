@@ -76,11 +76,11 @@ def ceiling(results: dict[str, Any]) -> dict[tuple[str, str], tuple[np.ndarray, 
     rows = {(r["name"], r["head"]): r for r in results["rows"] if r["encoders"] == "trained"}
     out = {}
     for head in {h for _, h in rows}:
-        singles = [rows[(f, head)] for f in FORMATS if (f, head) in rows]
-        if len(singles) < 2:
+        best = pool.best_single(rows, head, FORMATS)
+        if best is None:
             continue
+        singles = [rows[(f, head)] for f in FORMATS if (f, head) in rows]
         either = np.max([np.asarray(s["test_correct"], float) for s in singles], axis=0)
-        best = max(singles, key=lambda s: s.get("valid_accuracy") or 0.0)
         out[("either format right", head)] = (either, np.asarray(best["test_correct"], float))
     return out
 

@@ -74,12 +74,21 @@ def vs_best_single(
     for (name, head), r in rows.items():
         if r.get("encoders") != "trained" or r.get("fusion") in (None, "none"):
             continue
-        singles = [rows[(f, head)] for f in formats if (f, head) in rows]
-        if len(singles) < 2:
-            continue
-        best = max(singles, key=lambda s: s.get("valid_accuracy") or 0.0)
-        out[(name, head)] = _pair(r, best)
+        best = best_single(rows, head, formats)
+        if best is not None:
+            out[(name, head)] = _pair(r, best)
     return out
+
+
+def best_single(
+    rows: dict[tuple[str, str], Row], head: str, formats: Sequence[str] = ("audio", "spectrogram")
+) -> Row | None:
+    """The single-format row of `head` with the best valid accuracy (never test); None unless
+    at least two formats have a row. `rows` is keyed by (name, head)."""
+    singles = [rows[(f, head)] for f in formats if (f, head) in rows]
+    if len(singles) < 2:
+        return None
+    return max(singles, key=lambda s: s.get("valid_accuracy") or 0.0)
 
 
 def between(a: dict[str, Any], b: dict[str, Any]) -> dict[tuple[str, str], tuple[np.ndarray, ...]]:
