@@ -34,8 +34,15 @@ def test_the_shipped_sweeps_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     for name in ("style-s7", "shared-s7", "style-s8", "shared-s8"):
         (tmp_path / name).mkdir()
     monkeypatch.setenv("SCORES", str(tmp_path))
-    shipped = {"smoke", "paper_table1", "paper_table2", "gtzan", "gpu_check", "recipe_panel",
-               "recipe_panel_spectrogram"}
+    shipped = {
+        "smoke",
+        "paper_table1",
+        "paper_table2",
+        "gtzan",
+        "gpu_check",
+        "recipe_panel",
+        "recipe_panel_spectrogram",
+    }
     assert {p.stem for p in SWEEPS} == shipped
     for path in SWEEPS:
         spec, base = load_sweep(path)
