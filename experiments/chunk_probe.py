@@ -32,21 +32,23 @@ from mfclr.config import SPLITS, load_config
 from mfclr.config.panel import load_panel
 from mfclr.data.clips import iter_track_chunks
 from mfclr.data.datasets import Datasets
-from mfclr.formats.frozen import load_frozen
+from mfclr.formats.frozen import FrozenEncoder, load_frozen
 from mfclr.probe import pool
 
 FORMATS = ("audio", "spectrogram")
 CS = (1e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)  # inverse L2 strengths (scikit-learn's C)
 
 
-def chunk_embeddings(path: str, split: Any, max_chunks: int) -> tuple[np.ndarray, np.ndarray]:
+def chunk_embeddings(
+    frozen: FrozenEncoder, split: Any, max_chunks: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(chunk embeddings (n_chunks, D), their track indices) of one split."""
-    frozen = load_frozen(path)
-    encoder, frontend = frozen.encoder.eval(), frozen.frontend.eval()
+    frozen.encoder.eval()
+    frozen.frontend.eval()
     xs, tracks = [], []
     with torch.inference_mode():
         for i, chunks in iter_track_chunks(split, frozen.crop_samples, max_chunks):
-            xs.append(encoder(frontend(torch.from_numpy(chunks))).numpy())
+            xs.append(frozen.embed_input(torch.from_numpy(chunks)).numpy())
             tracks += [i] * len(chunks)
     return np.concatenate(xs), np.asarray(tracks)
 
@@ -100,8 +102,9 @@ def dataset_rows(results_path: Path, overrides: list[str], max_chunks: int) -> d
     cfg = load_config(preset="demo", overrides=overrides)
     data = Datasets(progress=False).get(cfg.data, "probe")
     labels = {s: np.asarray(data.splits[s].labels) for s in SPLITS}
-    chunks = {f: {s: chunk_embeddings(results["checkpoints"][f], data.splits[s], max_chunks)
-                  for s in SPLITS} for f in FORMATS}  # fmt: skip
+    frozen = {f: load_frozen(results["checkpoints"][f]) for f in FORMATS}
+    chunks = {f: {s: chunk_embeddings(frozen[f], data.splits[s], max_chunks) for s in SPLITS}
+              for f in FORMATS}  # fmt: skip
     fused = {s: (np.concatenate([chunks[f][s][0] for f in FORMATS], 1), chunks[FORMATS[0]][s][1])
              for s in SPLITS}  # fmt: skip
     rows = []
